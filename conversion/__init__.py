@@ -1,0 +1,1 @@
+"""Conversion of pretrained attention models (GPT-2) into FiftyNet models."""

@@ -1,0 +1,31 @@
+"""FiftyNet: causal language models that mix tokens with FFT-based spectral filters instead of attention.
+
+Importing this package registers FiftyNet with the transformers Auto classes, so `AutoConfig`, `AutoModel`,
+`AutoModelForCausalLM` and `AutoTokenizer` resolve `model_type="fiftynet"` without `trust_remote_code`.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from .configuration_fiftynet import FiftyNetConfig
+from .modeling_fiftynet import (
+    FiftyNetCache,
+    FiftyNetForCausalLM,
+    FiftyNetModel,
+    FiftyNetPreTrainedModel,
+)
+from .tokenization_fiftynet import FiftyNetByteTokenizer
+
+
+AutoConfig.register(FiftyNetConfig.model_type, FiftyNetConfig, exist_ok=True)
+AutoModel.register(FiftyNetConfig, FiftyNetModel, exist_ok=True)
+AutoModelForCausalLM.register(FiftyNetConfig, FiftyNetForCausalLM, exist_ok=True)
+AutoTokenizer.register(FiftyNetConfig, slow_tokenizer_class=FiftyNetByteTokenizer, exist_ok=True)
+
+__all__ = [
+    "FiftyNetByteTokenizer",
+    "FiftyNetCache",
+    "FiftyNetConfig",
+    "FiftyNetForCausalLM",
+    "FiftyNetModel",
+    "FiftyNetPreTrainedModel",
+]

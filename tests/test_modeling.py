@@ -1,0 +1,316 @@
+"""Behaviour of the FiftyNet model: causality, exact incremental decoding, generation, padding, loading, bad input."""
+
+import json
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from safetensors.torch import load_file, save_file
+
+from modeling_fiftynet import FiftyNetCache, FiftyNetConfig, FiftyNetForCausalLM, FiftyNetModel
+from modeling_fiftynet.configuration_fiftynet import MIXER_TYPES, POSITION_ENCODINGS
+from modeling_fiftynet.spectral_ops import fft_causal_conv
+
+
+def tiny_config(**overrides) -> FiftyNetConfig:
+    settings = dict(hidden_size=32, num_hidden_layers=2, intermediate_size=64, filter_state_size=8,
+                    max_position_embeddings=128)
+    settings.update(overrides)
+    return FiftyNetConfig(**settings)
+
+
+def tiny_model(seed: int = 0, **overrides) -> FiftyNetForCausalLM:
+    torch.manual_seed(seed)
+    return FiftyNetForCausalLM(tiny_config(**overrides)).eval()
+
+
+def random_ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, 256, (batch, length), generator=torch.Generator().manual_seed(seed))
+
+
+ALL_VARIANTS = [dict(mixer_type=m, position_encoding=p) for m in MIXER_TYPES for p in POSITION_ENCODINGS]
+
+
+def test_fft_causal_conv_matches_direct_convolution():
+    inputs, kernel = torch.randn(2, 3, 37), torch.randn(3, 37)
+    expected = torch.zeros_like(inputs)
+    for t in range(37):
+        for s in range(t + 1):
+            expected[..., t] += kernel[:, t - s] * inputs[..., s]
+    torch.testing.assert_close(fft_causal_conv(inputs, kernel), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fft_runs_in_float32_under_bf16_autocast():
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fft_causal_conv(torch.randn(1, 2, 8, dtype=torch.bfloat16), torch.randn(2, 8))
+    assert out.dtype == torch.float32
+
+
+def test_modal_filter_is_its_definition():
+    mixer = tiny_model().model.layers[0].mixer
+    poles = mixer.filter.log_poles().exp()
+    residues = mixer.filter.complex_residues()
+    kernel = torch.einsum("dn,dnl->dl", residues, mixer.filter.powers(6)).real
+    by_definition = torch.stack([(residues * poles**t).sum(-1).real for t in range(6)], -1)
+    torch.testing.assert_close(kernel, by_definition, atol=1e-5, rtol=1e-5)
+    assert (poles.abs() < 1).all(), "every mode must decay"
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: "-".join(v.values()))
+@pytest.mark.parametrize("cut", [0, 9, 30])
+def test_future_tokens_do_not_change_past_logits(variant, cut):
+    model = tiny_model(**variant)
+    ids = random_ids(2, 40)
+    perturbed = ids.clone()
+    perturbed[:, cut + 1 :] = random_ids(2, 40 - cut - 1, seed=7)
+    with torch.no_grad():
+        logits, perturbed_logits = model(ids).logits, model(perturbed).logits
+    assert (logits[:, : cut + 1] - perturbed_logits[:, : cut + 1]).abs().max() < 1e-6
+    assert (logits[:, cut + 1 :] - perturbed_logits[:, cut + 1 :]).abs().max() > 1e-3  # the test can fail
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=lambda v: "-".join(v.values()))
+@pytest.mark.parametrize("length", [1, 7, 33, 100])
+def test_incremental_decoding_equals_full_forward(variant, length):
+    model = tiny_model(**variant)
+    ids = random_ids(3, length)
+    with torch.no_grad():
+        full = model(ids).logits
+        prefill = max(1, length // 3)
+        out = model(ids[:, :prefill], use_cache=True)
+        steps, cache = [out.logits], out.past_key_values
+        for t in range(prefill, length):
+            out = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True)
+            steps.append(out.logits)
+    assert isinstance(cache, FiftyNetCache) and cache.get_seq_length() == length
+    assert (torch.cat(steps, dim=1) - full).abs().max() < 1e-4
+
+
+def test_chunked_prefill_equals_full_forward():
+    model = tiny_model()
+    ids = random_ids(2, 50)
+    with torch.no_grad():
+        full = model(ids).logits
+        first = model(ids[:, :20], use_cache=True)
+        second = model(ids[:, 20:45], past_key_values=first.past_key_values, use_cache=True)
+        third = model(ids[:, 45:], past_key_values=second.past_key_values, use_cache=True)
+    assert (torch.cat([first.logits, second.logits, third.logits], 1) - full).abs().max() < 1e-4
+
+
+def test_greedy_generate_equals_argmax_loop_over_full_forwards():
+    model = tiny_model()
+    ids = random_ids(2, 9)
+    generated = model.generate(ids, max_new_tokens=15, do_sample=False, pad_token_id=256)
+    sequence = ids
+    with torch.no_grad():
+        for _ in range(15):
+            next_token = model(sequence, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            sequence = torch.cat([sequence, next_token], dim=1)
+    assert torch.equal(generated, sequence)
+
+
+def test_beam_search_with_cache_equals_without():
+    model = tiny_model()
+    ids = random_ids(2, 6)
+    kwargs = dict(max_new_tokens=10, num_beams=3, num_return_sequences=2, do_sample=False, pad_token_id=256)
+    assert torch.equal(model.generate(ids, use_cache=True, **kwargs), model.generate(ids, use_cache=False, **kwargs))
+
+
+@pytest.mark.parametrize(
+    "sampling", [dict(temperature=0.7), dict(top_k=5), dict(top_p=0.8), dict(temperature=1.3, top_k=20, top_p=0.9)]
+)
+def test_sampling_with_cache_equals_without(sampling):
+    model = tiny_model()
+    ids = random_ids(2, 5)
+    outputs = []
+    for use_cache in (True, False):
+        torch.manual_seed(3)
+        outputs.append(model.generate(ids, do_sample=True, max_new_tokens=12, use_cache=use_cache,
+                                      pad_token_id=256, **sampling))
+    assert torch.equal(*outputs)
+    assert outputs[0].shape == (2, 17)
+
+
+def test_repetition_penalty_changes_greedy_output_consistently():
+    model = tiny_model()
+    ids = random_ids(1, 5)
+    kwargs = dict(max_new_tokens=20, do_sample=False, repetition_penalty=3.0, pad_token_id=256)
+    penalised = model.generate(ids, **kwargs)
+    assert torch.equal(penalised, model.generate(ids, use_cache=False, **kwargs))
+    new_tokens = penalised[0, 5:].tolist()
+    plain = model.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=256)[0, 5:].tolist()
+    assert len(set(new_tokens)) >= len(set(plain))
+
+
+def test_generate_continues_from_returned_cache():
+    model = tiny_model()
+    ids = random_ids(1, 7)
+    first = model.generate(ids, max_new_tokens=6, do_sample=False, return_dict_in_generate=True, pad_token_id=256)
+    assert isinstance(first.past_key_values, FiftyNetCache)
+    continued = model.generate(first.sequences, past_key_values=first.past_key_values, max_new_tokens=6,
+                               do_sample=False, pad_token_id=256)
+    assert torch.equal(continued, model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=256))
+
+
+@pytest.mark.parametrize("position_encoding", POSITION_ENCODINGS)
+def test_left_padded_batch_generates_what_each_prompt_generates_alone(position_encoding):
+    model = tiny_model(position_encoding=position_encoding)
+    prompts = [random_ids(1, 11, seed=4)[0], random_ids(1, 4, seed=5)[0], random_ids(1, 8, seed=6)[0]]
+    width = max(len(p) for p in prompts)
+    batch = torch.full((3, width), 256)
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        batch[row, width - len(prompt) :] = prompt
+        mask[row, width - len(prompt) :] = 1
+    with torch.no_grad():
+        padded_logits = model(batch, attention_mask=mask).logits
+    generated = model.generate(batch, attention_mask=mask, max_new_tokens=10, do_sample=False, pad_token_id=256)
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad():
+            alone_logits = model(prompt[None]).logits[0]
+        assert (padded_logits[row, width - len(prompt) :] - alone_logits).abs().max() < 1e-5
+        alone = model.generate(prompt[None], max_new_tokens=10, do_sample=False, pad_token_id=256)
+        assert torch.equal(generated[row, width:], alone[0, len(prompt) :])
+
+
+def test_save_load_round_trip_is_bit_exact(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert "model.safetensors" in files and not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    assert {"configuration_fiftynet.py", "modeling_fiftynet.py", "spectral_ops.py"} <= files
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModelForCausalLM"] == "modeling_fiftynet.FiftyNetForCausalLM"
+    reloaded = FiftyNetForCausalLM.from_pretrained(tmp_path).eval()
+    for (name, param), (_, loaded) in zip(model.state_dict().items(), reloaded.state_dict().items()):
+        assert torch.equal(param, loaded), name
+    ids = random_ids(2, 20)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, reloaded(ids).logits)
+    assert all(p.requires_grad for p in reloaded.parameters())
+    assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight
+
+
+def test_bfloat16_loading_keeps_filters_in_float32(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    model = FiftyNetForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    for name, param in model.named_parameters():
+        assert param.dtype == (torch.float32 if ".filter." in name else torch.bfloat16), name
+    logits = model(random_ids(1, 16)).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_training_under_bf16_autocast_has_finite_gradients():
+    model = tiny_model().train()
+    ids = random_ids(2, 24)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(ids, labels=ids).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    ids = random_ids(2, 16)
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_model().train()
+        if checkpointing:
+            # Renamed activation_checkpointing_enable in recent transformers releases.
+            getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+        model(ids, labels=ids).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_base_model_outputs_hidden_states():
+    torch.manual_seed(0)
+    model = FiftyNetModel(tiny_config()).eval()
+    out = model(random_ids(2, 5), output_hidden_states=True)
+    assert out.last_hidden_state.shape == (2, 5, 32)
+    assert len(out.hidden_states) == 3
+
+
+def test_short_training_run_lowers_the_loss():
+    model = tiny_model().train()
+    pattern = torch.tensor([[ord(c) for c in "the cat sat on the mat. "] * 4])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(pattern, labels=pattern).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (torch.tensor([[1, 2, 259]]), r"input_ids must lie in \[0, 259\)"),
+        (torch.tensor([[1, -1, 2]]), r"input_ids must lie in \[0, 259\)"),
+        (torch.tensor([[1.0, 2.0]]), "integer tensor"),
+        (torch.zeros(1, 0, dtype=torch.long), "empty"),
+        (torch.tensor([1, 2, 3]), r"shape \(batch, seq_len\)"),
+    ],
+)
+def test_bad_input_ids_raise_clear_errors(ids, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(ids)
+
+
+def test_mismatched_attention_mask_raises():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="attention_mask must be a 2D padding mask"):
+        model(random_ids(2, 5), attention_mask=torch.ones(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_mask must be a 2D padding mask"):
+        model(random_ids(2, 5), attention_mask=torch.ones(2, 1, 5, 5))
+
+
+def test_sequence_longer_than_learned_positions_raises():
+    model = tiny_model(position_encoding="learned", max_position_embeddings=16)
+    model(random_ids(1, 16))
+    with pytest.raises(ValueError, match="max_position_embeddings=16"):
+        model(random_ids(1, 17))
+
+
+def test_spectral_mixer_without_positions_accepts_longer_sequences():
+    model = tiny_model(max_position_embeddings=16)
+    assert model(random_ids(1, 40)).logits.shape == (1, 40, 259)
+
+
+def test_foreign_cache_is_refused():
+    from transformers import DynamicCache
+
+    with pytest.raises(ValueError, match="FiftyNetCache"):
+        tiny_model()(random_ids(1, 3), past_key_values=DynamicCache())
+
+
+def test_unknown_mixer_type_is_refused():
+    with pytest.raises(StrictDataclassClassValidationError, match="mixer_type='attention' is not one of"):
+        tiny_config(mixer_type="attention")
+
+
+def test_folder_with_missing_weights_raises(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["model.layers.1.mixer.filter.residues"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="model.layers.1.mixer.filter.residues"):
+        FiftyNetForCausalLM.from_pretrained(tmp_path)
+
+
+def test_folder_with_truncated_weights_raises(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(Exception, match="(?i)incomplete|deserializ|truncat|invalid|metadata|header|buffer"):
+        FiftyNetForCausalLM.from_pretrained(tmp_path)
+
+
+def test_folder_without_weights_raises(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(OSError, match="model.safetensors"):
+        FiftyNetForCausalLM.from_pretrained(tmp_path)

@@ -1,0 +1,1 @@
+"""Training, evaluation and corpus utilities for FiftyNet, and the `fiftynet` command line."""
