@@ -223,6 +223,24 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def test_importing_the_package_registers_the_auto_classes():
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("fiftynet", hidden_size=32, num_hidden_layers=1)
+    assert isinstance(config, FiftyNetConfig)
+    assert type(AutoModel.from_config(config)) is FiftyNetModel
+    assert type(AutoModelForCausalLM.from_config(config)) is FiftyNetForCausalLM
+
+
+def test_embeddings_are_reachable_and_resizable():
+    model = tiny_model()
+    assert model.get_input_embeddings() is model.model.embed_tokens
+    assert model.get_output_embeddings() is model.lm_head
+    model.resize_token_embeddings(300)
+    assert model.config.vocab_size == 300 and model.lm_head.weight is model.model.embed_tokens.weight
+    assert model(torch.tensor([[299]])).logits.shape == (1, 1, 300)
+
+
 def test_base_model_outputs_hidden_states():
     torch.manual_seed(0)
     model = FiftyNetModel(tiny_config()).eval()
