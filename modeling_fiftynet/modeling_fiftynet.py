@@ -150,6 +150,10 @@ class FiftyNetModalFilter(nn.Module):
         """`(channels, modes)` complex64 `log(lambda)`."""
         return torch.complex(-self.log_decay.float().exp(), self.frequency.float())
 
+    def poles(self) -> torch.Tensor:
+        """`(channels, modes)` complex64 `lambda`."""
+        return self.log_poles().exp()
+
     def complex_residues(self) -> torch.Tensor:
         """`(channels, modes)` complex64 `C`."""
         return torch.view_as_complex(self.residues.float())
@@ -173,7 +177,6 @@ class FiftyNetSpectralConvMixer(nn.Module):
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__()
-        self.hidden_size = config.hidden_size
         self.in_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=False)
         self.short_conv = nn.Conv1d(
             3 * config.hidden_size, 3 * config.hidden_size, config.short_conv_size, groups=3 * config.hidden_size
@@ -234,8 +237,7 @@ class FiftyNetSpectralConvMixer(nn.Module):
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             inputs = inputs.float()
             if past is not None and seq_len == 1:
-                poles = self.filter.log_poles().exp()
-                state.filter_state = poles * past + inputs
+                state.filter_state = self.filter.poles() * past + inputs
                 return torch.einsum("dn,bdn->bd", residues, state.filter_state).real[..., None]
 
             powers = self.filter.powers(seq_len)
@@ -245,7 +247,7 @@ class FiftyNetSpectralConvMixer(nn.Module):
                 return outputs
             new_state = torch.einsum("bdl,dnl->bdn", inputs.to(powers.dtype), powers.flip(-1))
             if past is not None:
-                poles = self.filter.log_poles().exp()
+                poles = self.filter.poles()
                 outputs = outputs + torch.einsum("dn,bdn,dnl->bdl", residues * poles, past, powers).real
                 new_state = new_state + past * powers[..., -1] * poles
             state.filter_state = new_state

@@ -19,6 +19,7 @@ def test_quickstart_trains_saves_reloads_and_samples(tmp_path, capsys):
     assert metrics["validation_bits_per_byte"] > 0
     files = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer_config.json", "README.md", "modeling_fiftynet.py"} <= files
+    assert not any(path.is_dir() for path in out.iterdir()), "only the model's own files belong in the folder"
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
     result = card.data.eval_results[0]
