@@ -57,6 +57,43 @@ def unigram_bits_per_byte(train: bytes, validation: bytes) -> float:
     return -log2_probs[validation_bytes].mean().item()
 
 
+def train_and_evaluate(
+    model: FiftyNetForCausalLM,
+    tokenizer: FiftyNetByteTokenizer,
+    train_set: Dataset,
+    validation_set: Dataset,
+    args: argparse.Namespace,
+) -> tuple[float, str]:
+    """Trains with `transformers.Trainer`; returns the validation loss (nats per token) and the device used."""
+    # No checkpoints are kept, so the Trainer's own folder is temporary and stays out of the Hub-ready folder.
+    with tempfile.TemporaryDirectory() as trainer_dir:
+        training_args = TrainingArguments(
+            output_dir=trainer_dir,
+            max_steps=args.max_steps,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=2 * args.batch_size,
+            learning_rate=args.learning_rate,
+            weight_decay=0.1,
+            warmup_steps=max(1, args.max_steps // 20),
+            lr_scheduler_type="cosine",
+            logging_steps=max(1, args.max_steps // 10),
+            save_strategy="no",
+            report_to="none",
+            seed=args.seed,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_set,
+            eval_dataset=validation_set,
+            data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        )
+        trainer.train()
+        return trainer.evaluate()["eval_loss"], str(training_args.device)
+
+
 def run(args: argparse.Namespace) -> dict:
     start = time.time()
     set_seed(args.seed)
@@ -78,37 +115,10 @@ def run(args: argparse.Namespace) -> dict:
     print(f"FiftyNet: {model.num_parameters() / 1e6:.2f}M parameters, {len(train_set)} training blocks of "
           f"{args.block_size} bytes, {args.max_steps} steps of {args.batch_size} blocks")
 
-    # No checkpoints are kept, so the Trainer's own folder is temporary and stays out of the Hub-ready folder.
-    trainer_dir = tempfile.TemporaryDirectory()
-    training_args = TrainingArguments(
-        output_dir=trainer_dir.name,
-        max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=2 * args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=0.1,
-        warmup_steps=max(1, args.max_steps // 20),
-        lr_scheduler_type="cosine",
-        logging_steps=max(1, args.max_steps // 10),
-        save_strategy="no",
-        report_to="none",
-        seed=args.seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_set,
-        eval_dataset=validation_set,
-        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
-    )
-    trainer.train()
-    eval_loss = trainer.evaluate()["eval_loss"]
+    eval_loss, device = train_and_evaluate(model, tokenizer, train_set, validation_set, args)
     # One token is one byte, so nats per token / ln 2 is bits per byte.
     bits_per_byte = eval_loss / math.log(2)
     baseline = unigram_bits_per_byte(train_text.encode(), validation_text.encode())
-    trainer_dir.cleanup()
     train_seconds = time.time() - start
 
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -122,13 +132,14 @@ def run(args: argparse.Namespace) -> dict:
         "train_tokens": args.max_steps * args.batch_size * args.block_size,
         "parameters": model.num_parameters(),
         "prepare_train_evaluate_seconds": train_seconds,
-        "device": str(trainer.args.device),
+        "device": device,
     }
     (args.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = (
         f"`fiftynet quickstart`: {metrics['train_tokens']:,} bytes of {CORPUS_NAME} (train split), "
-        f"{args.max_steps} AdamW steps, blocks of {args.block_size} bytes, on {metrics['device']}; data preparation, "
-        f"training and evaluation took {train_seconds:.0f} s. A unigram byte model scores {baseline:.3f} bits per byte on the same text."
+        f"{args.max_steps} AdamW steps, blocks of {args.block_size} bytes, on {device}; data preparation, training "
+        f"and evaluation took {train_seconds:.0f} s. A unigram byte model scores {baseline:.3f} bits per byte on the "
+        "same text."
     )
     build_model_card(
         config,
