@@ -4,8 +4,12 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 
-MIXER_TYPES = ("spectral_conv",)
-POSITION_ENCODINGS = ("none", "learned")
+MIXER_TYPES = ("spectral_conv", "nfo", "fftnet", "attention", "fnet")
+# Mixers whose output at position t depends on tokens <= t only; the others are refused by FiftyNetForCausalLM.
+CAUSAL_MIXER_TYPES = ("spectral_conv", "nfo", "fftnet", "attention")
+POSITION_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "complex_rope")
+MIXER_GATES = ("none", "glu", "phase")
+EMBEDDING_TYPES = ("real", "complex")
 
 
 @strict
@@ -29,10 +33,24 @@ class FiftyNetConfig(PreTrainedConfig):
             mixer itself has no length limit (its filters are defined for every lag), so with
             `position_encoding="none"` longer inputs are accepted.
         mixer_type (`str`, defaults to `"spectral_conv"`):
-            Token mixer of every block. `"spectral_conv"`: a causal long convolution (FFT, zero-padded to at least
-            2L) with data-dependent gating, see [`FiftyNetSpectralConvMixer`].
+            Token mixer of every block unless `mixer_types` lists one per block:
+            - `"spectral_conv"`: gated causal long convolution with a modal filter, see [`FiftyNetSpectralConvMixer`].
+            - `"nfo"`: Neural Fourier Operator, a filter learned in the frequency domain and made causal, see
+              [`FiftyNetFourierOperatorMixer`].
+            - `"fftnet"`: causal form of FFTNet's adaptive spectral filter with modReLU, see
+              [`FiftyNetAdaptiveSpectralMixer`].
+            - `"attention"`: standard causal multi-head attention (PyTorch SDPA), for hybrid stacks.
+            - `"fnet"`: FNet's parameter-free 2D Fourier transform. It mixes in future tokens, so only
+              [`FiftyNetModel`] and [`FiftyNetForSequenceClassification`] accept it.
+        mixer_types (`list[str]`, *optional*):
+            The token mixer of each block, e.g. `["spectral_conv", "attention", "spectral_conv", "attention"]` for a
+            hybrid stack. Defaults to `mixer_type` repeated `num_hidden_layers` times.
+        mixer_gate (`str`, defaults to `"none"`):
+            Output gate applied to every mixer, per token: `"glu"` multiplies by `sigmoid(W x)`; `"phase"` views the
+            output as `hidden_size / 2` complex numbers and multiplies each by `sigmoid(a(x)) * exp(i * theta(x))`, a
+            data-dependent scaling and rotation (phase-aware mixing).
         filter_state_size (`int`, defaults to 16):
-            Number of complex modes per channel in each long-convolution filter. A filter is
+            Number of complex modes per channel in each modal filter (`"spectral_conv"`). A filter is
             `h[t] = Re(sum_n C_n * lambda_n**t)` for `t >= 0`, so this is also the size of the per-channel recurrent
             state used for incremental decoding.
         filter_decay_min (`float`, defaults to 1e-3):
@@ -43,9 +61,32 @@ class FiftyNetConfig(PreTrainedConfig):
         short_conv_size (`int`, defaults to 4):
             Kernel size of the causal depthwise convolution applied to the mixer's projections before gating (1
             disables it).
+        fourier_kernel_size (`int`, defaults to 256):
+            Length in tokens of the causal filters that `"nfo"` and `"fftnet"` learn in the frequency domain: the
+            filter is the inverse real FFT of `fourier_kernel_size // 2 + 1` complex coefficients, read as lags
+            `0 .. fourier_kernel_size - 1`. It is also the number of past inputs their decoding state keeps.
+        fourier_modes (`int`, defaults to 64):
+            Number of lowest frequencies with learnable coefficients (the others are zero), as in Fourier neural
+            operators: fewer modes give smoother filters.
+        adaptive_filter_count (`int`, defaults to 4):
+            Number of basis filters `"fftnet"` mixes, per token, with weights predicted from the context.
+        num_attention_heads (`int`, defaults to 12):
+            Heads of the `"attention"` mixers; must divide `hidden_size`.
+        attention_bias (`bool`, defaults to `False`):
+            Whether the attention projections have biases.
         position_encoding (`str`, defaults to `"none"`):
-            `"none"` (the causal convolutions carry the order of tokens) or `"learned"` (absolute position
-            embeddings, limited to `max_position_embeddings`).
+            - `"none"`: the causal convolutions carry the order of tokens.
+            - `"learned"`: absolute position embeddings, limited to `max_position_embeddings`.
+            - `"sinusoidal"`: fixed sine/cosine position embeddings added to the token embeddings (no length limit).
+            - `"rope"`: rotary position embeddings on the queries and keys of the `"attention"` mixers.
+            - `"complex_rope"`: the embeddings are read as `hidden_size / 2` complex numbers and each is rotated by
+              the phase `position * rotary_base ** (-k / (hidden_size / 2))`, a rotation whose frequencies are spaced
+              on a log scale, as RoPE's are.
+        rotary_base (`float`, defaults to 10000.0):
+            Base of the log-spaced frequencies of `"rope"` and `"complex_rope"` (and of `"sinusoidal"`).
+        embedding_type (`str`, defaults to `"real"`):
+            `"complex"` reads each token vector as `hidden_size / 2` complex numbers, with the helpers
+            `semantic_similarity` and `phase_relationship` of [`FiftyNetComplexEmbedding`].
         hidden_act (`str`, defaults to `"silu"`):
             Activation of the gated MLP.
         rms_norm_eps (`float`, defaults to 1e-6):
@@ -56,6 +97,10 @@ class FiftyNetConfig(PreTrainedConfig):
             Whether the model returns its recurrent state ([`FiftyNetCache`]) for incremental decoding.
         tie_word_embeddings (`bool`, defaults to `True`):
             Whether the LM head shares the input embedding matrix.
+        compression (`dict`, *optional*):
+            Set by `fiftynet compress`: which Linear layers of the backbone are stored compressed and how
+            (`{"method", "ratio", "modules", "layers": {path: structure}}`, see `modeling_fiftynet.compression`). The
+            model then builds those layers compressed, and `from_pretrained` fills them from the checkpoint.
         pad_token_id / bos_token_id / eos_token_id (`int`, defaults to 256 / 257 / 258):
             Special token ids of [`FiftyNetByteTokenizer`].
 
@@ -75,6 +120,7 @@ class FiftyNetConfig(PreTrainedConfig):
         "n_layer": "num_hidden_layers",
         "n_positions": "max_position_embeddings",
         "n_inner": "intermediate_size",
+        "n_head": "num_attention_heads",
     }
 
     vocab_size: int = 259
@@ -83,16 +129,26 @@ class FiftyNetConfig(PreTrainedConfig):
     intermediate_size: int | None = None
     max_position_embeddings: int = 2048
     mixer_type: str = "spectral_conv"
+    mixer_types: list[str] | None = None
+    mixer_gate: str = "none"
     filter_state_size: int = 16
     filter_decay_min: float = 1e-3
     filter_decay_max: float = 1.0
     short_conv_size: int = 4
+    fourier_kernel_size: int = 256
+    fourier_modes: int = 64
+    adaptive_filter_count: int = 4
+    num_attention_heads: int = 12
+    attention_bias: bool = False
     position_encoding: str = "none"
+    rotary_base: float = 10000.0
+    embedding_type: str = "real"
     hidden_act: str = "silu"
     rms_norm_eps: float = 1e-6
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = True
+    compression: dict | None = None
     pad_token_id: int | None = 256
     bos_token_id: int | None = 257
     eos_token_id: int | list[int] | None = 258
@@ -102,17 +158,29 @@ class FiftyNetConfig(PreTrainedConfig):
         # Derived after the base init, which has already applied the `attribute_map` aliases.
         if self.intermediate_size is None:
             self.intermediate_size = -(-8 * self.hidden_size // 3 // 64) * 64
+        if self.mixer_types is None:
+            self.mixer_types = [self.mixer_type] * self.num_hidden_layers
 
     def validate_architecture(self):
         """Rejects settings the model cannot be built from, naming the field."""
-        if self.mixer_type not in MIXER_TYPES:
-            raise ValueError(f"mixer_type={self.mixer_type!r} is not one of {MIXER_TYPES}")
-        if self.position_encoding not in POSITION_ENCODINGS:
-            raise ValueError(f"position_encoding={self.position_encoding!r} is not one of {POSITION_ENCODINGS}")
+        for name, value, choices in (
+            ("mixer_type", self.mixer_type, MIXER_TYPES),
+            ("mixer_gate", self.mixer_gate, MIXER_GATES),
+            ("position_encoding", self.position_encoding, POSITION_ENCODINGS),
+            ("embedding_type", self.embedding_type, EMBEDDING_TYPES),
+        ):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r} is not one of {choices}")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "max_position_embeddings",
-                     "filter_state_size", "short_conv_size"):
+                     "filter_state_size", "short_conv_size", "fourier_kernel_size", "fourier_modes",
+                     "adaptive_filter_count", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            token_ids = getattr(self, name)
+            for token_id in token_ids if isinstance(token_ids, list) else [token_ids]:
+                if token_id is not None and not 0 <= token_id < self.vocab_size:
+                    raise ValueError(f"{name}={token_id} is outside the vocabulary [0, {self.vocab_size})")
         if self.intermediate_size is not None and self.intermediate_size < 1:
             raise ValueError(f"intermediate_size must be a positive integer, got {self.intermediate_size}")
         if not 0 < self.filter_decay_min <= self.filter_decay_max:
@@ -120,11 +188,54 @@ class FiftyNetConfig(PreTrainedConfig):
                 "filter decay rates must satisfy 0 < filter_decay_min <= filter_decay_max, got "
                 f"{self.filter_decay_min} and {self.filter_decay_max}"
             )
+        if self.fourier_modes > self.fourier_kernel_size // 2 + 1:
+            raise ValueError(
+                f"fourier_modes={self.fourier_modes} exceeds the {self.fourier_kernel_size // 2 + 1} frequencies of a "
+                f"filter of fourier_kernel_size={self.fourier_kernel_size}"
+            )
+        self._validate_mixer_types()
+        complex_features = [
+            name for name, used in (
+                ("mixer_type 'fftnet'", "fftnet" in self.mixer_types),
+                ("mixer_gate='phase'", self.mixer_gate == "phase"),
+                ("embedding_type='complex'", self.embedding_type == "complex"),
+                (f"position_encoding={self.position_encoding!r}",
+                 self.position_encoding in ("sinusoidal", "complex_rope")),
+            ) if used
+        ]
+        if complex_features and self.hidden_size % 2:
+            raise ValueError(
+                f"{complex_features[0]} pairs channels into complex numbers, so hidden_size must be even, got "
+                f"{self.hidden_size}"
+            )
+
+    def _validate_mixer_types(self):
+        if self.mixer_types is None:
+            return
+        if len(self.mixer_types) != self.num_hidden_layers:
+            raise ValueError(
+                f"mixer_types lists {len(self.mixer_types)} mixers for num_hidden_layers={self.num_hidden_layers}"
+            )
+        unknown = sorted(set(self.mixer_types) - set(MIXER_TYPES))
+        if unknown:
+            raise ValueError(f"mixer_types contains {unknown}, not in {MIXER_TYPES}")
+        if "attention" in self.mixer_types:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(
+                    f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
+                )
+            if self.position_encoding == "rope" and (self.hidden_size // self.num_attention_heads) % 2:
+                raise ValueError("position_encoding='rope' needs an even attention head size")
+        elif self.position_encoding == "rope":
+            raise ValueError(
+                "position_encoding='rope' rotates the queries and keys of attention mixers, but mixer_types has no "
+                "'attention' layer; use 'complex_rope', 'sinusoidal' or 'learned' for a purely spectral stack"
+            )
 
     @property
-    def mixer_types(self) -> list[str]:
-        """The token mixer of each block."""
-        return [self.mixer_type] * self.num_hidden_layers
+    def is_causal(self) -> bool:
+        """Whether every block only looks at past tokens (required by FiftyNetForCausalLM)."""
+        return all(mixer in CAUSAL_MIXER_TYPES for mixer in self.mixer_types)
 
 
 __all__ = ["FiftyNetConfig"]

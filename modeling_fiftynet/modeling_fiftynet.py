@@ -10,18 +10,35 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
 from transformers.utils import can_return_tuple
 
+from .compression import build_compressed_layers
 from .configuration_fiftynet import FiftyNetConfig
-from .spectral_ops import fft_causal_conv
+from .spectral_ops import (
+    at_least_float32,
+    fft_causal_conv,
+    frequency_response_to_kernel,
+    modrelu,
+    rotary_angles,
+    rotate_pairs,
+)
 
 
 class FiftyNetMixerState:
-    """Recurrent state of one spectral mixer: what a new token needs from the past, independent of its length.
+    """Recurrent state of one block's token mixer: what a new token needs from the past.
 
-    - `conv_inputs`: `(batch, 3 * hidden_size, short_conv_size - 1)`, the last inputs of the short convolution.
-    - `filter_state`: `(batch, hidden_size, filter_state_size)` complex64, the modes of the long-convolution filter.
+    The mixer of the block decides what it keeps in `tensors` (all batch-first, so beam search can reorder them):
+    - `"spectral_conv"`: `conv_inputs` `(batch, 3 * hidden_size, short_conv_size - 1)`, the last inputs of the short
+      convolution, and `filter_state` `(batch, hidden_size, filter_state_size)` complex, the modes of the filter.
+    - `"nfo"` / `"fftnet"`: `filter_inputs` `(batch, hidden_size, fourier_kernel_size - 1)`, the inputs the finite
+      filter still reaches; `"fftnet"` also `context_sum` `(batch, hidden_size)` and `context_count` `(batch, 1)`.
+    - `"attention"`: `keys` and `values` `(batch, heads, past_len, head_dim)`.
+    Only attention's state grows with the context.
     """
 
     is_compileable = False
@@ -30,13 +47,12 @@ class FiftyNetMixerState:
     supports_early_init = False
 
     def __init__(self):
-        self.conv_inputs: torch.Tensor | None = None
-        self.filter_state: torch.Tensor | None = None
+        self.tensors: dict[str, torch.Tensor] = {}
         self.seq_length = 0
 
     @property
     def is_initialized(self) -> bool:
-        return self.filter_state is not None
+        return bool(self.tensors)
 
     def get_seq_length(self) -> int:
         return self.seq_length
@@ -45,12 +61,10 @@ class FiftyNetMixerState:
         return -1
 
     def _apply_to_states(self, fn) -> None:
-        if self.is_initialized:
-            self.conv_inputs = fn(self.conv_inputs)
-            self.filter_state = fn(self.filter_state)
+        self.tensors = {name: fn(tensor) for name, tensor in self.tensors.items()}
 
     def reset(self) -> None:
-        self._apply_to_states(torch.zeros_like)
+        self.tensors = {}
         self.seq_length = 0
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
@@ -73,8 +87,8 @@ class FiftyNetMixerState:
 class FiftyNetCache(Cache):
     """Cache of a FiftyNet model: one [`FiftyNetMixerState`] per layer.
 
-    A decoding step costs O(state) per layer whatever the length of the context, because the long-convolution filters
-    are sums of decaying complex exponentials whose contribution from the past is carried exactly by their modes.
+    For the spectral mixers a decoding step costs the same whatever the length of the context: the modal filters
+    carry the past exactly in their modes, and the finite Fourier filters only reach `fourier_kernel_size` tokens back.
     """
 
     def __init__(self, config: FiftyNetConfig):
@@ -147,21 +161,104 @@ class FiftyNetModalFilter(nn.Module):
         init.copy_(self.residues, residues)
 
     def log_poles(self) -> torch.Tensor:
-        """`(channels, modes)` complex64 `log(lambda)`."""
-        return torch.complex(-self.log_decay.float().exp(), self.frequency.float())
+        """`(channels, modes)` complex `log(lambda)`."""
+        return torch.complex(-at_least_float32(self.log_decay).exp(), at_least_float32(self.frequency))
 
     def poles(self) -> torch.Tensor:
-        """`(channels, modes)` complex64 `lambda`."""
+        """`(channels, modes)` complex `lambda`."""
         return self.log_poles().exp()
 
     def complex_residues(self) -> torch.Tensor:
-        """`(channels, modes)` complex64 `C`."""
-        return torch.view_as_complex(self.residues.float())
+        """`(channels, modes)` complex `C`."""
+        return torch.view_as_complex(at_least_float32(self.residues))
 
     def powers(self, length: int) -> torch.Tensor:
-        """`(channels, modes, length)` complex64 `lambda ** t` for `t = 0 .. length - 1`."""
-        lags = torch.arange(length, device=self.log_decay.device, dtype=torch.float32)
-        return torch.exp(self.log_poles()[..., None] * lags)
+        """`(channels, modes, length)` complex `lambda ** t` for `t = 0 .. length - 1`."""
+        lags = torch.arange(length, device=self.log_decay.device, dtype=self.log_decay.dtype)
+        return torch.exp(self.log_poles()[..., None] * at_least_float32(lags))
+
+    def forward(self, inputs: torch.Tensor, state: FiftyNetMixerState | None = None) -> torch.Tensor:
+        """Causal convolution of `(batch, channels, seq_len)` inputs with the filter; returns the same shape in
+        float32.
+
+        Without a state it is one FFT convolution. With a state it also adds the contribution of the tokens seen
+        before (`Re(sum_n C_n lambda_n^(t+1) s_n)`) and advances the modes `s` over the new tokens; a single new
+        token is the recurrence `s <- lambda * s + u`, `y = Re(sum_n C_n s_n)`.
+        """
+        seq_len = inputs.shape[-1]
+        residues = self.complex_residues()
+        past = state.tensors.get("filter_state") if state is not None else None
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            inputs = at_least_float32(inputs)
+            if past is not None and seq_len == 1:
+                state.tensors["filter_state"] = self.poles() * past + inputs
+                return torch.einsum("dn,bdn->bd", residues, state.tensors["filter_state"]).real[..., None]
+
+            powers = self.powers(seq_len)
+            kernel = torch.einsum("dn,dnl->dl", residues, powers).real
+            outputs = fft_causal_conv(inputs, kernel)
+            if state is None:
+                return outputs
+            new_state = torch.einsum("bdl,dnl->bdn", inputs.to(powers.dtype), powers.flip(-1))
+            if past is not None:
+                poles = self.poles()
+                outputs = outputs + torch.einsum("dn,bdn,dnl->bdl", residues * poles, past, powers).real
+                new_state = new_state + past * powers[..., -1] * poles
+            state.tensors["filter_state"] = new_state
+            return outputs
+
+
+class FiftyNetFourierFilter(nn.Module):
+    """A bank of per-channel causal filters learned in the frequency domain, as in Fourier neural operators.
+
+    Each filter is given by complex coefficients of its `fourier_modes` lowest frequencies; the inverse real FFT of
+    length `fourier_kernel_size` turns them into a filter at lags `0 .. fourier_kernel_size - 1`. Reading that
+    signal as non-negative lags only restricts its time-domain support to the past *before* it touches the sequence,
+    which is what makes the operator causal (an FNO applied directly to the sequence's FFT would mix in the future
+    and wrap around). The finite support also gives an exact decoding state: the last `fourier_kernel_size - 1`
+    inputs.
+
+    The coefficients are stored as a real float32 `(filters, channels, modes, 2)` tensor viewed as complex.
+    """
+
+    def __init__(self, config: FiftyNetConfig, num_filters: int = 1):
+        super().__init__()
+        self.kernel_size = config.fourier_kernel_size
+        self.coefficients = nn.Parameter(torch.empty(num_filters, config.hidden_size, config.fourier_modes, 2))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Random coefficients scaled so that each filter starts with unit energy (Parseval: the orthonormal inverse
+        FFT keeps the energy, and a coefficient other than the mean frequency counts twice in a real signal)."""
+        modes = self.coefficients.shape[2]
+        init.normal_(self.coefficients, mean=0.0, std=1 / math.sqrt(4 * modes))
+
+    def kernel(self) -> torch.Tensor:
+        """`(filters, channels, fourier_kernel_size)` real filters in float32."""
+        return frequency_response_to_kernel(torch.view_as_complex(at_least_float32(self.coefficients)), self.kernel_size)
+
+    def forward(self, inputs: torch.Tensor, state: FiftyNetMixerState | None = None) -> torch.Tensor:
+        """Causal convolution of `(batch, channels, seq_len)` inputs with every filter of the bank.
+
+        Returns `(batch, filters, channels, seq_len)` in float32. With a state, the convolution continues from the
+        inputs the state keeps, and the state then keeps the last `fourier_kernel_size - 1` inputs.
+        """
+        seq_len = inputs.shape[-1]
+        kernel = self.kernel()
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            inputs = at_least_float32(inputs)
+            if state is None:
+                return fft_causal_conv(inputs[:, None], kernel)
+            history = self.kernel_size - 1
+            past = state.tensors.get("filter_inputs")
+            if past is None:
+                past = inputs.new_zeros(*inputs.shape[:2], history)
+            extended = torch.cat([past, inputs], dim=-1)
+            state.tensors["filter_inputs"] = extended[..., extended.shape[-1] - history :]
+            if seq_len == 1:
+                # One new token: a dot product with the reversed filter costs O(kernel_size), not an FFT.
+                return torch.einsum("bdk,fdk->bfd", extended, kernel.flip(-1))[..., None]
+            return fft_causal_conv(extended[:, None], kernel)[..., history:]
 
 
 class FiftyNetSpectralConvMixer(nn.Module):
@@ -189,6 +286,7 @@ class FiftyNetSpectralConvMixer(nn.Module):
         hidden_states: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
         state: FiftyNetMixerState | None = None,
+        **kwargs,
     ) -> torch.Tensor:
         """
         Args:
@@ -206,62 +304,292 @@ class FiftyNetSpectralConvMixer(nn.Module):
         mixer_input = key * value
         if padding_mask is not None:
             mixer_input = mixer_input * padding_mask
-        mixed = self._long_conv(mixer_input, state).to(query.dtype)
-        if state is not None:
-            state.seq_length += hidden_states.shape[1]
+        mixed = self.filter(mixer_input, state).to(query.dtype)
         return self.out_proj((query * mixed).transpose(1, 2))
 
     def _short_conv(self, inputs: torch.Tensor, state: FiftyNetMixerState | None) -> torch.Tensor:
         """Causal depthwise convolution of `(batch, channels, seq_len)` inputs, continuing from the state's inputs."""
         batch_size, channels, _ = inputs.shape
         history = self.short_conv.kernel_size[0] - 1
-        if state is not None and state.conv_inputs is not None:
-            past = state.conv_inputs.to(inputs.dtype)
-        else:
-            past = inputs.new_zeros(batch_size, channels, history)
+        past = state.tensors.get("conv_inputs") if state is not None else None
+        past = inputs.new_zeros(batch_size, channels, history) if past is None else past.to(inputs.dtype)
         extended = torch.cat([past, inputs], dim=-1)
         if state is not None:
-            state.conv_inputs = extended[..., extended.shape[-1] - history :]
+            state.tensors["conv_inputs"] = extended[..., extended.shape[-1] - history :]
         return self.short_conv(extended)
 
-    def _long_conv(self, inputs: torch.Tensor, state: FiftyNetMixerState | None) -> torch.Tensor:
-        """Long causal convolution of `(batch, channels, seq_len)` inputs with the modal filter, in float32.
 
-        Without a state it is one FFT convolution. With a state it also adds the contribution of the tokens seen
-        before (`Re(sum_n C_n lambda_n^(t+1) s_n)`) and advances the modes `s` over the new tokens; a single new
-        token is the recurrence `s <- lambda * s + u`, `y = Re(sum_n C_n s_n)`.
+class FiftyNetFourierFilterMixer(nn.Module):
+    """What the `"nfo"` and `"fftnet"` mixers share: `in_proj`, a bank of [`FiftyNetFourierFilter`]s applied to the
+    projection with pads zeroed, and `out_proj`."""
+
+    def __init__(self, config: FiftyNetConfig, num_filters: int = 1):
+        super().__init__()
+        self.in_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.filter = FiftyNetFourierFilter(config, num_filters=num_filters)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+
+    def _filter_projection(
+        self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None, state: FiftyNetMixerState | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the projection `(batch, hidden_size, seq_len)` and its filtered versions
+        `(batch, num_filters, hidden_size, seq_len)` in float32."""
+        projected = self.in_proj(hidden_states).transpose(1, 2)
+        if padding_mask is not None:
+            projected = projected * padding_mask
+        return projected, self.filter(projected, state)
+
+
+class FiftyNetFourierOperatorMixer(FiftyNetFourierFilterMixer):
+    """Neural Fourier Operator token mixer (`mixer_type="nfo"`), one Fourier-neural-operator layer made causal:
+
+        u = in_proj(x)
+        y = out_proj(act(K u + w * u))          # K: FiftyNetFourierFilter, causal; w: per-channel local path
+
+    `K` multiplies the lowest `fourier_modes` frequencies by learned complex weights, as an FNO's spectral
+    convolution does, but the weights define a filter over past lags only (see [`FiftyNetFourierFilter`]), so the
+    layer is causal and needs no wrap-around. Pads are zeroed before the convolution.
+    """
+
+    def __init__(self, config: FiftyNetConfig):
+        super().__init__(config)
+        self.local_weight = nn.Parameter(torch.ones(config.hidden_size))
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        state: FiftyNetMixerState | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """`(batch, seq_len, hidden_size)` -> `(batch, seq_len, hidden_size)`; arguments as in
+        [`FiftyNetSpectralConvMixer.forward`]."""
+        projected, filtered = self._filter_projection(hidden_states, padding_mask, state)
+        mixed = filtered[:, 0].to(projected.dtype)
+        activated = self.act_fn(mixed + self.local_weight[:, None] * projected)
+        return self.out_proj(activated.transpose(1, 2))
+
+
+class FiftyNetAdaptiveSpectralMixer(FiftyNetFourierFilterMixer):
+    """Causal form of FFTNet's adaptive spectral filter (`mixer_type="fftnet"`; Fein-Ashley et al., "The FFT Strikes
+    Back", arXiv 2502.18394).
+
+    FFTNet filters the whole sequence's spectrum with `W_base + MLP(mean of all tokens)`, applies modReLU to the
+    filtered spectrum and transforms back. Three of those steps see the future: the circular FFT wraps the end of the
+    sequence onto its start, the mean covers future tokens, and a non-linearity on spectral coefficients mixes every
+    time step into every other. The causal form keeps the idea and moves each piece to where it cannot look ahead:
+
+        u = in_proj(x)
+        c_t = mean(x_1 .. x_t)                                  # context of the past only (running mean)
+        m_t = context_mlp(c_t)                                  # (adaptive_filter_count,) modulation per token
+        y_t = (h_0 * u)_t + sum_j m_t[j] (h_j * u)_t            # filter h_0 + sum_j m_t[j] h_j, all causal
+        out = out_proj(modReLU(y_t as complex pairs))           # pointwise in time: no future mixes in
+
+    The filters `h_j` are learned in the frequency domain as in [`FiftyNetFourierFilter`]. Because the modulation
+    enters linearly, the token-dependent filter costs `1 + adaptive_filter_count` FFT convolutions rather than one
+    per token. modReLU `z * relu(|z| + b) / |z|` acts on complex numbers formed by pairs of channels, per token: it
+    thresholds magnitudes and keeps phases. The residual connection is the block's.
+    """
+
+    def __init__(self, config: FiftyNetConfig):
+        super().__init__(config, num_filters=1 + config.adaptive_filter_count)
+        self.context_mlp = nn.Sequential(
+            nn.Linear(config.hidden_size, config.hidden_size // 4 or 1),
+            ACT2FN[config.hidden_act],
+            nn.Linear(config.hidden_size // 4 or 1, config.adaptive_filter_count),
+        )
+        self.modrelu_bias = nn.Parameter(torch.zeros(config.hidden_size // 2))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        state: FiftyNetMixerState | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """`(batch, seq_len, hidden_size)` -> `(batch, seq_len, hidden_size)`; arguments as in
+        [`FiftyNetSpectralConvMixer.forward`]."""
+        context = self._running_mean(hidden_states, padding_mask, state)
+        modulation = self.context_mlp(context.to(hidden_states.dtype))
+        _, filtered = self._filter_projection(hidden_states, padding_mask, state)
+        with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+            weights = torch.cat([torch.ones_like(modulation[..., :1]), modulation], dim=-1).transpose(1, 2)
+            mixed = torch.einsum("bfdl,bfl->bld", filtered, at_least_float32(weights))
+            pairs = torch.view_as_complex(mixed.unflatten(-1, (-1, 2)).contiguous())
+            activated = torch.view_as_real(modrelu(pairs, self.modrelu_bias)).flatten(-2)
+        return self.out_proj(activated.to(hidden_states.dtype))
+
+    @staticmethod
+    def _running_mean(
+        hidden_states: torch.Tensor, padding_mask: torch.Tensor | None, state: FiftyNetMixerState | None
+    ) -> torch.Tensor:
+        """`(batch, seq_len, hidden_size)` float32 mean of the real tokens up to each position, continuing from the
+        sum and count the state keeps. A pad gets the mean of the tokens before it."""
+        with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+            weights = at_least_float32(
+                padding_mask.transpose(1, 2) if padding_mask is not None else hidden_states.new_ones(*hidden_states.shape[:2], 1)
+            )
+            sums = torch.cumsum(at_least_float32(hidden_states) * weights, dim=1)
+            counts = torch.cumsum(weights, dim=1)
+            if state is not None:
+                if "context_sum" in state.tensors:
+                    sums = sums + state.tensors["context_sum"][:, None]
+                    counts = counts + state.tensors["context_count"][:, None]
+                state.tensors["context_sum"], state.tensors["context_count"] = sums[:, -1], counts[:, -1]
+            return sums / counts.clamp_min(1)
+
+
+class FiftyNetAttention(nn.Module):
+    """Standard causal multi-head self-attention (`mixer_type="attention"`) through PyTorch's
+    `scaled_dot_product_attention` (FlashAttention or memory-efficient kernels where available), for hybrid stacks.
+
+    Its state is the usual key/value cache, which grows with the context.
+    """
+
+    def __init__(self, config: FiftyNetConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.rotary_base = config.rotary_base if config.position_encoding == "rope" else None
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        state: FiftyNetMixerState | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
         """
-        seq_len = inputs.shape[-1]
-        residues = self.filter.complex_residues()
-        past = state.filter_state if state is not None else None
-        with torch.autocast(device_type=inputs.device.type, enabled=False):
-            inputs = inputs.float()
-            if past is not None and seq_len == 1:
-                state.filter_state = self.filter.poles() * past + inputs
-                return torch.einsum("dn,bdn->bd", residues, state.filter_state).real[..., None]
+        Args:
+            hidden_states: `(batch, seq_len, hidden_size)`.
+            padding_mask: unused (the 2D `attention_mask` covers the past keys too).
+            state: the key/value cache of this layer, extended by `seq_len` tokens; None without a cache.
+            attention_mask: `(batch, past_len + seq_len)` padding mask, 1 for tokens and 0 for pads, or None.
+            position_ids: `(batch, seq_len)` positions for the rotary embedding (`position_encoding="rope"`).
 
-            powers = self.filter.powers(seq_len)
-            kernel = torch.einsum("dn,dnl->dl", residues, powers).real
-            outputs = fft_causal_conv(inputs, kernel)
-            if state is None:
-                return outputs
-            new_state = torch.einsum("bdl,dnl->bdn", inputs.to(powers.dtype), powers.flip(-1))
-            if past is not None:
-                poles = self.filter.poles()
-                outputs = outputs + torch.einsum("dn,bdn,dnl->bdl", residues * poles, past, powers).real
-                new_state = new_state + past * powers[..., -1] * poles
-            state.filter_state = new_state
-            return outputs
+        Returns:
+            `(batch, seq_len, hidden_size)`.
+        """
+        batch_size, seq_len, _ = hidden_states.shape
+        query, key, value = (
+            proj(hidden_states).view(batch_size, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
+            for proj in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        if self.rotary_base is not None:
+            angles = rotary_angles(position_ids, self.head_dim // 2, self.rotary_base)[:, None]
+            query, key = rotate_pairs(query, angles), rotate_pairs(key, angles)
+        past_len = 0
+        if state is not None:
+            if "keys" in state.tensors:
+                past_len = state.tensors["keys"].shape[2]
+                key = torch.cat([state.tensors["keys"], key], dim=2)
+                value = torch.cat([state.tensors["values"], value], dim=2)
+            state.tensors["keys"], state.tensors["values"] = key, value
+
+        mask = self._mask(attention_mask, past_len, seq_len, hidden_states.device)
+        attended = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, is_causal=mask is None and past_len == 0 and seq_len > 1
+        )
+        return self.out_proj(attended.transpose(1, 2).reshape(batch_size, seq_len, -1))
+
+    @staticmethod
+    def _mask(
+        attention_mask: torch.Tensor | None, past_len: int, seq_len: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """`(batch, 1, seq_len, past_len + seq_len)` boolean mask, True where a query may attend: keys at or before
+        it that are not pads. A pad query attends to itself only, so its row is never empty (its output is unused).
+        None when plain causal attention needs no explicit mask."""
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        if not padded and (past_len == 0 or seq_len == 1):
+            return None
+        query_positions = torch.arange(past_len, past_len + seq_len, device=device)[:, None]
+        key_positions = torch.arange(past_len + seq_len, device=device)
+        mask = (key_positions <= query_positions)[None, None]
+        if padded:
+            mask = (mask & attention_mask[:, None, None, :].bool()) | (key_positions == query_positions)
+        return mask
+
+
+class FiftyNetFNetMixer(nn.Module):
+    """FNet token mixing (`mixer_type="fnet"`; Lee-Thorp et al., 2021): `Re(FFT_seq(FFT_hidden(x)))`, no parameters.
+
+    Every output depends on every token, future ones included, so it serves encoders ([`FiftyNetModel`],
+    [`FiftyNetForSequenceClassification`]) and is refused by [`FiftyNetForCausalLM`]. The transforms are orthonormal,
+    so the 2D FFT preserves energy (Parseval). Pads are zeroed first, but the transform's length is the padded
+    length, so a padded sequence is not mixed exactly as the same sequence alone.
+    """
+
+    def __init__(self, config: FiftyNetConfig):
+        # No parameters; the config argument keeps the constructor uniform across mixers.
+        super().__init__()
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        state: FiftyNetMixerState | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """`(batch, seq_len, hidden_size)` -> `(batch, seq_len, hidden_size)`."""
+        if state is not None:
+            raise ValueError("mixer_type='fnet' mixes the whole sequence at once and has no incremental state")
+        with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+            inputs = at_least_float32(hidden_states)
+            if padding_mask is not None:
+                inputs = inputs * padding_mask.transpose(1, 2)
+            mixed = torch.fft.fft2(inputs, dim=(-2, -1), norm="ortho").real
+        return mixed.to(hidden_states.dtype)
+
+
+class FiftyNetMixerGate(nn.Module):
+    """Per-token output gate of a mixer (`mixer_gate`), computed from the mixer's input `x`:
+
+    - `"glu"`: `y * sigmoid(W x)`, a gated linear unit on the mixer's output.
+    - `"phase"`: reads `y` as `hidden_size / 2` complex numbers and multiplies them by `sigmoid(a) * exp(i * theta)`
+      with `(a, theta) = W x`: a data-dependent magnitude and rotation (phase-aware mixing).
+
+    Pointwise in time, so it keeps every mixer's causality and incremental decoding.
+    """
+
+    def __init__(self, config: FiftyNetConfig):
+        super().__init__()
+        self.kind = config.mixer_gate
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+
+    def forward(self, mixer_input: torch.Tensor, mixer_output: torch.Tensor) -> torch.Tensor:
+        """Both `(batch, seq_len, hidden_size)`; returns the gated output, same shape."""
+        gate = self.proj(mixer_input)
+        if self.kind == "glu":
+            return mixer_output * torch.sigmoid(gate)
+        magnitude, angle = gate.chunk(2, dim=-1)
+        return rotate_pairs(mixer_output * torch.sigmoid(magnitude).repeat_interleave(2, dim=-1), angle)
+
+
+MIXER_CLASSES = {
+    "spectral_conv": FiftyNetSpectralConvMixer,
+    "nfo": FiftyNetFourierOperatorMixer,
+    "fftnet": FiftyNetAdaptiveSpectralMixer,
+    "attention": FiftyNetAttention,
+    "fnet": FiftyNetFNetMixer,
+}
 
 
 class FiftyNetBlock(GradientCheckpointingLayer):
-    """Pre-norm residual block: `x + mixer(norm(x))`, then `x + mlp(norm(x))`."""
+    """Pre-norm residual block: `x + gate(mixer(norm(x)))`, then `x + mlp(norm(x))`; the mixer is
+    `config.mixer_types[layer_idx]`."""
 
     def __init__(self, config: FiftyNetConfig, layer_idx: int):
         super().__init__()
         self.layer_idx = layer_idx
         self.mixer_norm = FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.mixer = FiftyNetSpectralConvMixer(config)
+        self.mixer = MIXER_CLASSES[config.mixer_types[layer_idx]](config)
+        self.mixer_gate = FiftyNetMixerGate(config) if config.mixer_gate != "none" else None
         self.mlp_norm = FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.mlp = FiftyNetMLP(config)
 
@@ -270,9 +598,30 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
         past_key_values: FiftyNetCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
+        """
+        Args:
+            hidden_states: `(batch, seq_len, hidden_size)`.
+            padding_mask: `(batch, 1, seq_len)` float mask of the new tokens (1 token, 0 pad), or None without pads.
+            past_key_values: the model's cache; this block reads and advances `past_key_values.layers[layer_idx]`.
+            attention_mask: `(batch, past_len + seq_len)` 2D padding mask, or None (used by attention mixers).
+            position_ids: `(batch, seq_len)`, or None (used by rotary attention).
+
+        Returns:
+            `(batch, seq_len, hidden_size)`.
+        """
         state = past_key_values.layers[self.layer_idx] if past_key_values is not None else None
-        hidden_states = hidden_states + self.mixer(self.mixer_norm(hidden_states), padding_mask, state)
+        normed = self.mixer_norm(hidden_states)
+        mixed = self.mixer(
+            normed, padding_mask, state, attention_mask=attention_mask, position_ids=position_ids
+        )
+        if self.mixer_gate is not None:
+            mixed = self.mixer_gate(normed, mixed)
+        if state is not None:
+            state.seq_length += hidden_states.shape[1]
+        hidden_states = hidden_states + mixed
         return hidden_states + self.mlp(self.mlp_norm(hidden_states))
 
 
@@ -324,12 +673,51 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, FiftyNetRMSNorm):
             init.ones_(module.weight)
-        elif isinstance(module, FiftyNetModalFilter):
+        elif isinstance(module, (FiftyNetModalFilter, FiftyNetFourierFilter)):
             module.reset_parameters()
-        # GPT-2's scaled init of the projections that write into the residual stream (two per block).
-        if isinstance(module, (FiftyNetSpectralConvMixer, FiftyNetMLP)):
-            output = module.out_proj if isinstance(module, FiftyNetSpectralConvMixer) else module.down_proj
-            init.normal_(output.weight, mean=0.0, std=std / math.sqrt(2 * self.config.num_hidden_layers))
+        elif isinstance(module, FiftyNetFourierOperatorMixer):
+            init.ones_(module.local_weight)
+        elif isinstance(module, FiftyNetAdaptiveSpectralMixer):
+            init.zeros_(module.modrelu_bias)
+        # GPT-2's scaled init of the projections that write into the residual stream (two per block; FNet has none).
+        if isinstance(module, (FiftyNetMLP, *MIXER_CLASSES.values())):
+            output = module.down_proj if isinstance(module, FiftyNetMLP) else getattr(module, "out_proj", None)
+            if output is not None:
+                init.normal_(output.weight, mean=0.0, std=std / math.sqrt(2 * self.config.num_hidden_layers))
+
+
+class FiftyNetComplexEmbedding(nn.Embedding):
+    """Token embeddings read as complex vectors (`embedding_type="complex"`): row `v` holds `hidden_size / 2` complex
+    numbers, real and imaginary parts interleaved, i.e. the `(vocab, hidden_size / 2, 2)` real view of a complex
+    matrix flattened to `(vocab, hidden_size)` so that the LM head can share it.
+
+    What phase does and does not capture: a complex vector of `hidden_size / 2` entries is the same set of numbers as
+    a real vector of `hidden_size` entries, so this embedding has exactly the capacity of a real one, and the model
+    consumes it as real. The complex reading adds structure only where something acts on it as complex: a
+    `"complex_rope"` rotation, a `"phase"` gate, or the helpers below. `semantic_similarity` is the magnitude of the
+    complex cosine, blind to a common rotation of all entries of one vector; `phase_relationship` is that rotation
+    (the angle of the Hermitian inner product). Phases mean nothing until training gives them meaning, and a small
+    angle does not by itself say that two tokens are related.
+    """
+
+    def complex_weight(self) -> torch.Tensor:
+        """`(vocab_size, hidden_size / 2)` complex view of the embedding matrix."""
+        return torch.view_as_complex(at_least_float32(self.weight).unflatten(-1, (-1, 2)).contiguous())
+
+    def _inner_products(self, token_ids_a: torch.Tensor, token_ids_b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        vectors = self.complex_weight()
+        a, b = vectors[token_ids_a], vectors[token_ids_b]
+        return (a.conj() * b).sum(-1), a.abs().pow(2).sum(-1).sqrt(), b.abs().pow(2).sum(-1).sqrt()
+
+    def semantic_similarity(self, token_ids_a: torch.Tensor, token_ids_b: torch.Tensor) -> torch.Tensor:
+        """`|<z_a, z_b>| / (|z_a| |z_b|)` in [0, 1] for broadcastable tensors of token ids."""
+        inner, norm_a, norm_b = self._inner_products(token_ids_a, token_ids_b)
+        return inner.abs() / (norm_a * norm_b).clamp_min(1e-12)
+
+    def phase_relationship(self, token_ids_a: torch.Tensor, token_ids_b: torch.Tensor) -> torch.Tensor:
+        """Angle in (-pi, pi] of `<z_a, z_b> = sum_k conj(z_a[k]) z_b[k]`: the common rotation that best maps
+        `z_a` onto `z_b`."""
+        return self._inner_products(token_ids_a, token_ids_b)[0].angle()
 
 
 class FiftyNetModel(FiftyNetPreTrainedModel):
@@ -337,12 +725,15 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__(config)
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        embedding_class = FiftyNetComplexEmbedding if config.embedding_type == "complex" else nn.Embedding
+        self.embed_tokens = embedding_class(config.vocab_size, config.hidden_size, config.pad_token_id)
         if config.position_encoding == "learned":
             self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.layers = nn.ModuleList(FiftyNetBlock(config, layer_idx) for layer_idx in range(config.num_hidden_layers))
         self.norm = FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.gradient_checkpointing = False
+        if config.compression is not None:
+            build_compressed_layers(self, config.compression)
         self.post_init()
 
     @can_return_tuple
@@ -361,11 +752,12 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         Args:
             input_ids: `(batch, seq_len)` token ids; only the new tokens when `past_key_values` holds the past.
             attention_mask: `(batch, past_len + seq_len)` (or `(batch, seq_len)`), 1 for tokens, 0 for padding.
-            position_ids: `(batch, seq_len)`, used by `position_encoding="learned"`; derived from `attention_mask`
-                when omitted, so left padding does not shift positions.
+            position_ids: `(batch, seq_len)`, used by every `position_encoding` but `"none"`; derived from
+                `attention_mask` when omitted, so left padding does not shift positions.
             past_key_values: a [`FiftyNetCache`] from an earlier call, or None.
             inputs_embeds: `(batch, seq_len, hidden_size)`, instead of `input_ids`.
-            use_cache: return the updated [`FiftyNetCache`] (defaults to `config.use_cache` outside training).
+            use_cache: return the updated [`FiftyNetCache`] (defaults to `config.use_cache` outside training, and to
+                False for a model with an `"fnet"` layer, which cannot decode incrementally).
             output_hidden_states: also return the input of every block and the final output.
 
         Returns:
@@ -377,6 +769,13 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
             raise ValueError(
                 f"past_key_values must be a FiftyNetCache returned by this model, got {type(past_key_values).__name__}"
             )
+        if not self.config.is_causal:
+            if use_cache or past_key_values is not None:
+                raise ValueError(
+                    "This model has 'fnet' layers, which mix the whole sequence at once: it has no incremental cache "
+                    "(use_cache=False)."
+                )
+            use_cache = False
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
@@ -397,16 +796,9 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
         attention_mask = self._check_attention_mask(attention_mask, batch_size, past_len, seq_len)
 
-        hidden_states = inputs_embeds
-        if self.config.position_encoding == "learned":
-            if position_ids is None:
-                position_ids = self._positions_from_mask(attention_mask, batch_size, past_len, seq_len, hidden_states.device)
-            if int(position_ids.max()) >= self.config.max_position_embeddings:
-                raise ValueError(
-                    f"Position {int(position_ids.max())} is beyond max_position_embeddings="
-                    f"{self.config.max_position_embeddings} of this model's learned position embeddings."
-                )
-            hidden_states = hidden_states + self.embed_positions(position_ids)
+        if self.config.position_encoding != "none" and position_ids is None:
+            position_ids = self._positions_from_mask(attention_mask, batch_size, past_len, seq_len, inputs_embeds.device)
+        hidden_states = self._add_positions(inputs_embeds, position_ids)
 
         padding_mask = None
         if attention_mask is not None and not bool(attention_mask[:, -seq_len:].all()):
@@ -416,7 +808,13 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
-            hidden_states = layer(hidden_states, padding_mask=padding_mask, past_key_values=past_key_values)
+            hidden_states = layer(
+                hidden_states,
+                padding_mask=padding_mask,
+                past_key_values=past_key_values,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+            )
         hidden_states = self.norm(hidden_states)
         if output_hidden_states:
             all_hidden_states += (hidden_states,)
@@ -426,6 +824,24 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
             past_key_values=past_key_values if use_cache else None,
             hidden_states=all_hidden_states,
         )
+
+    def _add_positions(self, inputs_embeds: torch.Tensor, position_ids: torch.LongTensor | None) -> torch.Tensor:
+        """Applies the position encodings that act on the embeddings (`"rope"` acts inside attention instead)."""
+        encoding = self.config.position_encoding
+        if encoding in ("none", "rope"):
+            return inputs_embeds
+        if encoding == "learned":
+            if int(position_ids.max()) >= self.config.max_position_embeddings:
+                raise ValueError(
+                    f"Position {int(position_ids.max())} is beyond max_position_embeddings="
+                    f"{self.config.max_position_embeddings} of this model's learned position embeddings."
+                )
+            return inputs_embeds + self.embed_positions(position_ids)
+        angles = rotary_angles(position_ids, self.config.hidden_size // 2, self.config.rotary_base)
+        if encoding == "sinusoidal":
+            table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+            return inputs_embeds + table.to(inputs_embeds.dtype)
+        return rotate_pairs(inputs_embeds, angles)
 
     def _check_input_ids(self, input_ids: torch.Tensor) -> None:
         if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
@@ -477,6 +893,11 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: FiftyNetConfig):
+        if not config.is_causal:
+            raise ValueError(
+                f"FiftyNetForCausalLM needs causal mixers, but mixer_types={config.mixer_types} includes 'fnet', which "
+                "mixes in future tokens. Use FiftyNetModel or FiftyNetForSequenceClassification for FNet."
+            )
         super().__init__(config)
         self.model = FiftyNetModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -537,14 +958,71 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         )
 
 
+class FiftyNetForSequenceClassification(FiftyNetPreTrainedModel):
+    """FiftyNet with a classification head on the hidden state of each sequence's last real token (the last token
+    whose `attention_mask` is 1, so left and right padding both work). Accepts every mixer, FNet included."""
+
+    def __init__(self, config: FiftyNetConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = FiftyNetModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        """
+        Args:
+            labels: `(batch,)` class indices (a float `(batch, num_labels)` for regression or multi-label, following
+                `config.problem_type`).
+            Other arguments: see [`FiftyNetModel.forward`].
+
+        Returns:
+            [`SequenceClassifierOutputWithPast`] with `logits` of shape `(batch, num_labels)`.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+        )
+        hidden_states = outputs.last_hidden_state
+        batch_size, seq_len = hidden_states.shape[:2]
+        if attention_mask is None:
+            last_token = torch.full((batch_size,), seq_len - 1, device=hidden_states.device)
+        else:
+            positions = torch.arange(seq_len, device=hidden_states.device)
+            last_token = (positions * attention_mask.to(hidden_states.device).bool()).argmax(-1)
+        logits = self.score(hidden_states[torch.arange(batch_size, device=hidden_states.device), last_token])
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
+        return SequenceClassifierOutputWithPast(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+
+
 # `save_pretrained` then writes `auto_map` and copies these files, so a saved folder loads with trust_remote_code.
 FiftyNetConfig.register_for_auto_class()
 FiftyNetModel.register_for_auto_class("AutoModel")
 FiftyNetForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+FiftyNetForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
 __all__ = [
     "FiftyNetCache",
+    "FiftyNetComplexEmbedding",
     "FiftyNetForCausalLM",
+    "FiftyNetForSequenceClassification",
     "FiftyNetModel",
     "FiftyNetPreTrainedModel",
 ]

@@ -44,3 +44,44 @@ def test_saved_folder_loads_generates_and_trains_without_the_package(tmp_path):
         """,
         cwd=tmp_path,
     )
+
+
+def test_every_mixer_option_loads_through_remote_code(tmp_path):
+    """Each causal variant as a causal LM, and FNet as a sequence classifier, reload without the package."""
+    from test_modeling import ALL_VARIANTS, random_ids, tiny_config, tiny_model
+
+    from modeling_fiftynet import FiftyNetForSequenceClassification
+
+    ids = random_ids(2, 20)
+    expected = {"ids": ids}
+    for index, variant in enumerate(ALL_VARIANTS):
+        model = tiny_model(**variant)
+        model.save_pretrained(tmp_path / f"causal_{index}")
+        with torch.no_grad():
+            expected[f"causal_{index}"] = model(ids).logits
+    torch.manual_seed(0)
+    classifier = FiftyNetForSequenceClassification(tiny_config(mixer_type="fnet", num_labels=3)).eval()
+    classifier.save_pretrained(tmp_path / "fnet")
+    with torch.no_grad():
+        expected["fnet"] = classifier(ids).logits
+    save_file(expected, tmp_path / "expected.safetensors")
+
+    run_isolated(
+        f"""
+        import torch
+        from safetensors.torch import load_file
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+        expected = load_file("expected.safetensors")
+        for index in range({len(ALL_VARIANTS)}):
+            model = AutoModelForCausalLM.from_pretrained(f"causal_{{index}}", trust_remote_code=True).eval()
+            with torch.no_grad():
+                assert torch.equal(model(expected["ids"]).logits, expected[f"causal_{{index}}"]), index
+            model.generate(expected["ids"], max_new_tokens=3, do_sample=False, pad_token_id=256)
+        model = AutoModelForSequenceClassification.from_pretrained("fnet", trust_remote_code=True).eval()
+        assert type(model).__name__ == "FiftyNetForSequenceClassification"
+        with torch.no_grad():
+            assert torch.equal(model(expected["ids"]).logits, expected["fnet"])
+        """,
+        cwd=tmp_path,
+    )

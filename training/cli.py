@@ -1,20 +1,40 @@
-"""The `fiftynet` command line: one subcommand per job."""
+"""The `fiftynet` command line: one subcommand per job, each parsing its own arguments.
+
+`fiftynet COMMAND --help` shows a command's options. Bad input (a missing file, an unknown config field, ...) is one
+line on stderr naming the problem and exit code 2, as for argparse's own errors.
+"""
 
 import argparse
 
-from . import quickstart
+from conversion import compress
+
+from . import evaluation, generate, quickstart, tokenizer, train
+from .errors import UsageError
+
+
+# name -> (function taking the command's arguments, help)
+COMMANDS = {
+    "quickstart": (quickstart.main, "train a small byte-level model on the bundled corpus (CPU, ~5 min), save, reload, sample"),
+    "train": (train.main, "train a FiftyNet with transformers.Trainer (every TrainingArguments flag works)"),
+    "eval": (evaluation.main, "loss, perplexity, bits per byte and accuracy of any causal LM on any text"),
+    "generate": (generate.main, "sample from a saved model, streaming the text"),
+    "tokenizer": (tokenizer.main, "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
+    "lora": (train.lora_main, "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
+    "compress": (compress.main, "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fiftynet", description="FiftyNet spectral language models.")
+    parser = argparse.ArgumentParser(prog="fiftynet", description=__doc__)
     subcommands = parser.add_subparsers(dest="command", required=True)
-    quickstart_parser = subcommands.add_parser(
-        "quickstart", help="train a small byte-level model on the bundled corpus (CPU, ~5 min), save, reload, sample"
-    )
-    quickstart.add_arguments(quickstart_parser)
-    quickstart_parser.set_defaults(run=quickstart.run)
-    args = parser.parse_args(argv)
-    args.run(args)
+    for name, (_, help_text) in COMMANDS.items():
+        # Each command parses the rest itself (its own --help included).
+        subcommands.add_parser(name, help=help_text, add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    try:
+        COMMANDS[args.command][0](rest)
+    except UsageError as error:
+        parser.exit(2, f"fiftynet {args.command}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from hub_cards.card import Measurement, build_model_card
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 
 from .corpus import CORPUS_NAME, load_corpus
+from .data import packed_blocks
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,15 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt", default="And God said")
     parser.add_argument("--max-new-tokens", type=int, default=200)
-
-
-def packed_blocks(token_ids: list[int], block_size: int) -> Dataset:
-    """Cuts one token stream into consecutive blocks of `block_size` (the incomplete tail is dropped)."""
-    num_blocks = len(token_ids) // block_size
-    if num_blocks == 0:
-        raise ValueError(f"the text has {len(token_ids)} tokens, fewer than one block of {block_size}")
-    blocks = torch.tensor(token_ids[: num_blocks * block_size]).view(num_blocks, block_size)
-    return Dataset.from_dict({"input_ids": blocks.numpy()}).with_format("torch")
 
 
 def unigram_bits_per_byte(train: bytes, validation: bytes) -> float:

@@ -1,0 +1,139 @@
+"""Training text for `fiftynet train` and `fiftynet eval`: read it, tokenize it, pack it into fixed blocks.
+
+The text comes from local files or folders, a `datasets` name, or the bundled corpus. Documents are joined with the
+tokenizer's end-of-sequence token into one stream, which is cut into blocks of `block_size` tokens: no padding, every
+token of a block is a training target.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedConfig, PreTrainedTokenizerBase
+
+from .corpus import CORPUS_NAME, load_corpus
+from .errors import UsageError
+
+
+@dataclass
+class Texts:
+    """Documents of a training run, with a held-out validation text when the source has one."""
+
+    train: list[str]
+    validation: list[str] | None
+    name: str  # for logs and the model card
+
+
+@dataclass
+class LanguageModelingData:
+    """Packed blocks for the Trainer, and the validation text's tokens per UTF-8 byte (for bits per byte)."""
+
+    train: Dataset
+    validation: Dataset
+    tokens_per_byte: float
+    name: str
+
+
+def packed_blocks(token_ids: list[int], block_size: int, name: str = "the text") -> Dataset:
+    """Cuts one token stream into consecutive blocks of `block_size` (the incomplete tail is dropped)."""
+    num_blocks = len(token_ids) // block_size
+    if num_blocks == 0:
+        raise UsageError(
+            f"{name} has {len(token_ids)} tokens, fewer than one block of {block_size}; use a smaller --block_size"
+        )
+    blocks = torch.tensor(token_ids[: num_blocks * block_size]).view(num_blocks, block_size)
+    return Dataset.from_dict({"input_ids": blocks.numpy()}).with_format("torch")
+
+
+def read_text_files(paths: list[str]) -> list[str]:
+    """The text of each file, and of each `*.txt` file under each folder (sorted), one document per file."""
+    files = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        found = sorted(path.rglob("*.txt")) if path.is_dir() else [path]
+        if not found:
+            raise UsageError(f"{path}: the folder holds no .txt files")
+        files += found
+    documents = []
+    for file in files:
+        try:
+            documents.append(file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise UsageError(f"{file} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not any(document.strip() for document in documents):
+        raise UsageError(f"the text in {', '.join(map(str, paths))} is empty")
+    return documents
+
+
+def hub_texts(name: str, config: str | None, column: str) -> Texts:
+    """The train (and validation, if any) split of a `datasets` dataset; this downloads from the Hub."""
+    from datasets import load_dataset
+
+    splits = load_dataset(name, config)
+    if "train" not in splits:
+        raise UsageError(f"the dataset {name} has no 'train' split (it has {', '.join(splits)})")
+    if column not in splits["train"].column_names:
+        raise UsageError(f"the dataset {name} has no column {column!r}; choose one of {splits['train'].column_names}"
+                         " with --text_column")
+    validation = splits["validation"][column] if "validation" in splits else None
+    return Texts(splits["train"][column], validation, f"{name}" + (f" ({config})" if config else ""))
+
+
+def load_texts(
+    files: list[str] | None, validation_files: list[str] | None, dataset: str | None, dataset_config: str | None,
+    text_column: str,
+) -> Texts:
+    """Local files if given, else a `datasets` name if given, else the bundled corpus and its validation split."""
+    if files:
+        validation = read_text_files(validation_files) if validation_files else None
+        return Texts(read_text_files(files), validation, ", ".join(Path(file).name for file in files))
+    if dataset:
+        return hub_texts(dataset, dataset_config, text_column)
+    return Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
+
+
+def token_stream(documents: list[str], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """All documents' tokens, with the end-of-sequence token between documents so that packing marks boundaries."""
+    encoded = tokenizer(documents, add_special_tokens=False)["input_ids"]
+    separator = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    stream = list(encoded[0])
+    for document in encoded[1:]:
+        stream += separator + document
+    return stream
+
+
+def tokens_per_byte(documents: list[str], num_tokens: int) -> float:
+    """Tokens per UTF-8 byte: turns a loss per token into one per byte, comparable across tokenizers."""
+    return num_tokens / sum(len(document.encode("utf-8")) for document in documents)
+
+
+def prepare_data(
+    texts: Texts, tokenizer: PreTrainedTokenizerBase, block_size: int, validation_fraction: float
+) -> LanguageModelingData:
+    """Tokenizes and packs the texts; without a validation text, the last `validation_fraction` of the token stream
+    (at least one block) is held out."""
+    train_ids = token_stream(texts.train, tokenizer)
+    if texts.validation is None:
+        held_out = max(block_size, int(validation_fraction * len(train_ids)))
+        train_ids, validation_ids = train_ids[:-held_out], train_ids[-held_out:]
+        ratio = tokens_per_byte(texts.train, len(train_ids) + len(validation_ids))
+    else:
+        validation_ids = token_stream(texts.validation, tokenizer)
+        ratio = tokens_per_byte(texts.validation, len(validation_ids))
+    return LanguageModelingData(
+        train=packed_blocks(train_ids, block_size, name="the training text"),
+        validation=packed_blocks(validation_ids, block_size, name="the validation text"),
+        tokens_per_byte=ratio,
+        name=texts.name,
+    )
+
+
+def check_vocabulary(tokenizer: PreTrainedTokenizerBase, config: PreTrainedConfig) -> None:
+    """Refuses a tokenizer with ids the model has no embedding for."""
+    if len(tokenizer) > config.vocab_size:
+        raise UsageError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}: "
+            "use the tokenizer the model was trained with, or a model with a larger vocabulary"
+        )

@@ -1,0 +1,126 @@
+"""Language-model metrics for the Trainer, and `fiftynet eval` for any causal LM on any text.
+
+Metrics, on packed blocks of the text: `loss` (nats per token), `perplexity`, `bits_per_token`, `bits_per_byte`
+(bits per token times the text's tokens per UTF-8 byte, so models with different tokenizers compare) and
+`accuracy` (next-token top-1). GPT-2 or any other `AutoModelForCausalLM` is measured exactly as FiftyNet is.
+"""
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from peft import AutoPeftModelForCausalLM
+from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, Trainer, TrainingArguments
+
+import modeling_fiftynet  # noqa: F401  (registers FiftyNet with the Auto classes)
+
+from .corpus import CORPUS_NAME, load_corpus
+from .data import check_vocabulary, packed_blocks, read_text_files, token_stream, tokens_per_byte
+from .tokenizer import from_pretrained, load_tokenizer
+
+
+# Model outputs that are not logits (a FiftyNet or GPT-2 cache) stay out of the gathered predictions.
+IGNORE_KEYS = ["past_key_values"]
+
+
+def collate_blocks(features: list[dict]) -> dict[str, torch.Tensor]:
+    """Stacks packed blocks; the labels are the inputs (the model shifts them).
+
+    Blocks are never padded, so no pad token is needed (GPT-2 has none), and no token is masked:
+    DataCollatorForLanguageModeling would drop every label equal to the pad id, e.g. eos where pad = eos.
+    """
+    input_ids = torch.stack([feature["input_ids"] for feature in features])
+    return {"input_ids": input_ids, "labels": input_ids.clone()}
+
+
+def preprocess_logits_for_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per batch, keeps the predicted token and the loss of each position instead of `(tokens, vocab)` logits."""
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    shifted = logits[:, :-1].float()
+    token_loss = F.cross_entropy(shifted.transpose(1, 2), labels[:, 1:], reduction="none", ignore_index=-100)
+    return shifted.argmax(dim=-1), token_loss
+
+
+def language_model_metrics(text_tokens_per_byte: float):
+    """`compute_metrics` for the Trainer.
+
+    Accuracy is computed here rather than with `evaluate.load("accuracy")`: that downloads its script from the Hub,
+    which fails offline, for one line of numpy.
+    """
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        predicted, token_loss = prediction.predictions
+        targets = prediction.label_ids[:, 1:]
+        scored = targets != -100
+        loss = float(token_loss[scored].astype(np.float64).mean())
+        bits_per_token = loss / math.log(2)
+        return {
+            "perplexity": math.exp(loss),
+            "bits_per_token": bits_per_token,
+            "bits_per_byte": bits_per_token * text_tokens_per_byte,
+            "accuracy": float((predicted[scored] == targets[scored]).mean()),
+        }
+
+    return compute_metrics
+
+
+def trainer_evaluation(text_tokens_per_byte: float) -> dict:
+    """The Trainer arguments that make its evaluation report the metrics above."""
+    return dict(
+        data_collator=collate_blocks,
+        compute_metrics=language_model_metrics(text_tokens_per_byte),
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
+
+
+def load_model(name_or_path: str, **kwargs) -> PreTrainedModel:
+    """A saved causal LM, or a PEFT adapter folder (its base model is loaded and the adapter merged)."""
+    if (Path(name_or_path) / "adapter_config.json").is_file():
+        return from_pretrained(AutoPeftModelForCausalLM.from_pretrained, name_or_path, "adapter").merge_and_unload()
+    return from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", **kwargs)
+
+
+def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block_size: int, batch_size: int) -> dict:
+    """The metrics of `model` on the documents, through `Trainer.evaluate` (so on a GPU, or several, if present)."""
+    token_ids = token_stream(documents, tokenizer)
+    blocks = packed_blocks(token_ids, block_size, name="the evaluation text")
+    with tempfile.TemporaryDirectory() as trainer_dir:
+        args = TrainingArguments(output_dir=trainer_dir, per_device_eval_batch_size=batch_size, report_to="none",
+                                 dataloader_pin_memory=torch.cuda.is_available())
+        trainer = Trainer(model=model, args=args, eval_dataset=blocks,
+                          **trainer_evaluation(tokens_per_byte(documents, len(token_ids))))
+        # Blocks are full, so the plain mean per batch is exact. Passing models that accept loss kwargs (GPT-2) a
+        # token count instead makes transformers 5.23 count position 0, which is never a target: a loss (L-1)/L low.
+        trainer.model_accepts_loss_kwargs = False
+        metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
+    return {"evaluated_tokens": len(blocks) * block_size, "text_tokens": len(token_ids), **metrics}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="fiftynet eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a saved model folder, Hub id or PEFT adapter folder")
+    parser.add_argument("--tokenizer", help="tokenizer folder, Hub id or 'byte' (default: the model's own)")
+    parser.add_argument("--text", nargs="+", help=f"text files or folders (default: the validation split of {CORPUS_NAME})")
+    parser.add_argument("--block_size", "--block-size", type=int,
+                        help="tokens per evaluated block (default: the model's max_position_embeddings, at most 1024)")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=8)
+    parser.add_argument("--output_json", "--output-json", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
+    args = parser.parse_args(argv)
+
+    model = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    check_vocabulary(tokenizer, model.config)
+    documents = read_text_files(args.text) if args.text else [load_corpus("validation")]
+    block_size = args.block_size or min(1024, getattr(model.config, "max_position_embeddings", 1024))
+    metrics = evaluate_text(model, documents, tokenizer, block_size, args.batch_size)
+    print(json.dumps(metrics, indent=2))
+    if args.output_json:
+        args.output_json.write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,39 @@
+"""`fiftynet generate`: sample from a saved causal LM (or PEFT adapter folder), streaming tokens as they come."""
+
+import argparse
+
+import torch
+from transformers import TextStreamer, set_seed
+
+from .data import check_vocabulary
+from .evaluation import load_model
+from .tokenizer import load_tokenizer
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fiftynet generate", description=__doc__)
+    parser.add_argument("--model", required=True, help="a saved model folder, Hub id or PEFT adapter folder")
+    parser.add_argument("--tokenizer", help="tokenizer folder, Hub id or 'byte' (default: the model's own)")
+    parser.add_argument("--prompt", default="And God said")
+    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 decodes greedily")
+    parser.add_argument("--top_k", "--top-k", type=int, default=50, help="0 disables top-k filtering")
+    parser.add_argument("--top_p", "--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
+    args = parser.parse_args(argv)
+
+    set_seed(args.seed)
+    model = load_model(args.model, trust_remote_code=args.trust_remote_code).eval()
+    tokenizer = load_tokenizer(args.tokenizer or args.model)
+    check_vocabulary(tokenizer, model.config)
+    inputs = tokenizer(args.prompt, return_tensors="pt").to(model.device)
+    sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    with torch.no_grad():
+        model.generate(
+            **inputs,
+            **(sampling if args.temperature > 0 else dict(do_sample=False)),
+            max_new_tokens=args.max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            streamer=TextStreamer(tokenizer, skip_special_tokens=True),
+        )

@@ -1,0 +1,258 @@
+"""`fiftynet train`: train or fine-tune FiftyNet with `transformers.Trainer`.
+
+Every TrainingArguments flag works as in any transformers script (`--bf16`, `--gradient_accumulation_steps`,
+`--gradient_checkpointing`, `--lr_scheduler_type`, `--save_steps`, `--eval_steps`, ...); the defaults below suit
+training from scratch. Several GPUs or nodes: `accelerate launch -m training.train ...` (see docs/training.md).
+
+OUTPUT_DIR gets checkpoints (`checkpoint-N`, for `--resume`), TensorBoard logs (`runs/`), `metrics.json`,
+`loss_curve.png` and `model/`, the Hub-ready folder (safetensors, config, tokenizer, modeling code, model card);
+with `--lora`, also `adapter/` (the PEFT adapter; `model/` then holds the merged model).
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure  # the object API draws without pyplot's global state or a display
+from peft import PeftModel
+from transformers import (
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from hub_cards.card import Measurement, build_model_card
+from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
+
+from .data import LanguageModelingData, check_vocabulary, load_texts, prepare_data
+from .errors import UsageError
+from .evaluation import IGNORE_KEYS, load_model, trainer_evaluation
+from .lora import LoraArguments, add_lora
+from .presets import PRESETS, build_config
+from .tokenizer import load_tokenizer
+
+
+@dataclass
+class TrainScriptArguments:
+    data: list[str] | None = field(
+        default=None, metadata={"help": "text files or folders of .txt files (default: the bundled corpus)"}
+    )
+    validation_data: list[str] | None = field(
+        default=None, metadata={"help": "validation text files (default: hold out --validation_fraction)"}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "a `datasets` name on the Hub (downloads)"})
+    dataset_config: str | None = field(default=None, metadata={"help": "the `datasets` configuration name"})
+    text_column: str = field(default="text", metadata={"help": "the column of --dataset_name holding the text"})
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "share of the token stream held out when there is no validation text"}
+    )
+    block_size: int = field(default=256, metadata={"help": "tokens per training sequence"})
+    tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "'byte', a tokenizer folder (see `fiftynet tokenizer train`) or Hub id (default: 'byte', "
+                          "or the --model's own)"},
+    )
+    preset: str | None = field(default=None, metadata={"help": f"model size: {', '.join(PRESETS)} (default: tiny)"})
+    config_file: str | None = field(default=None, metadata={"help": "JSON or YAML file of FiftyNetConfig fields"})
+    config_overrides: list[str] = field(
+        default_factory=list,
+        metadata={"help": "FiftyNetConfig fields, e.g. hidden_size=256 mixer_type=nfo",
+                  "aliases": ["--set", "--config-override", "--config_override"]},
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "fine-tune this saved FiftyNet folder instead of training a new model"}
+    )
+    resume: str | None = field(
+        default=None, metadata={"help": "a checkpoint-N folder, or a folder holding them (its latest is used)"}
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "stop after this many evaluations without a better --metric_for_best_model"}
+    )
+
+
+# Defaults for training from scratch; any of them can be set on the command line.
+TRAINING_DEFAULTS = dict(
+    output_dir="fiftynet-run",
+    per_device_train_batch_size=16,
+    per_device_eval_batch_size=16,
+    learning_rate=1e-3,
+    weight_decay=0.1,
+    warmup_steps=0.05,
+    lr_scheduler_type="cosine",
+    logging_steps=10,
+    eval_strategy="steps",
+    eval_steps=100,
+    save_total_limit=3,
+    report_to="tensorboard",
+    dataloader_pin_memory=torch.cuda.is_available(),
+    ddp_find_unused_parameters=False,  # every parameter is used in every step; the search costs a graph traversal
+)
+
+
+def parse_arguments(argv: list[str] | None) -> tuple[TrainScriptArguments, LoraArguments, TrainingArguments]:
+    parser = HfArgumentParser((TrainScriptArguments, LoraArguments, TrainingArguments), prog="fiftynet train",
+                              description=__doc__)
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # TrainingArguments' own checks, and unknown arguments
+        raise UsageError(" ".join(str(error).split())) from None
+
+
+def find_checkpoint(path: str) -> str:
+    """`path` if it is a checkpoint, else the latest `checkpoint-N` inside it."""
+    folder = Path(path)
+    if (folder / "trainer_state.json").is_file():
+        return str(folder)
+    latest = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if latest is None:
+        raise UsageError(f"--resume {path}: no checkpoint there (expected a checkpoint-N folder, or a folder holding "
+                         "them such as a previous --output_dir)")
+    return latest
+
+
+def build_model(script: TrainScriptArguments, tokenizer) -> PreTrainedModel:
+    """The saved `--model`, or a new FiftyNet sized by the preset, config file and overrides for the tokenizer;
+    either way, one with an embedding for every token id of the tokenizer."""
+    if script.model:
+        if script.preset or script.config_file or script.config_overrides:
+            raise UsageError("--preset, --config_file and --set describe a new model; --model keeps its saved config")
+        model = load_model(script.model)
+        if not isinstance(model.config, FiftyNetConfig):
+            raise UsageError(f"--model {script.model} is a {model.config.model_type} model, not a FiftyNet")
+        check_vocabulary(tokenizer, model.config)
+        return model
+    config = build_config(
+        script.preset or "tiny", script.config_file, script.config_overrides,
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    check_vocabulary(tokenizer, config)  # before the embedding is built around out-of-range special ids
+    try:
+        return FiftyNetForCausalLM(config)
+    except ValueError as error:  # e.g. a bidirectional mixer, which a causal LM refuses
+        raise UsageError(f"invalid model config: {error}") from None
+
+
+def plot_losses(log_history: list[dict], path: Path) -> None:
+    """Training and validation loss against the step, as a PNG."""
+    figure = Figure(figsize=(7, 4))
+    axes = figure.add_subplot()
+    for key, label, style in (("loss", "training", "-"), ("eval_loss", "validation", "o-")):
+        points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
+        if points:
+            axes.plot(*zip(*points), style, label=label)
+    axes.set(xlabel="step", ylabel="loss (nats per token)", title="FiftyNet training")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageModelingData, tokenizer,
+                 metrics: dict) -> Path:
+    """Writes the Hub-ready model folder with its card, metrics.json and loss_curve.png; returns the folder."""
+    output_dir = Path(trainer.args.output_dir)
+    model_dir = output_dir / "model"
+    if isinstance(trainer.model, PeftModel):
+        trainer.save_model(str(output_dir / "adapter"))
+        model = trainer.model.merge_and_unload()
+        if trainer.is_world_process_zero():
+            model.save_pretrained(model_dir)
+    else:
+        trainer.save_model(str(model_dir))  # gathers FSDP / DeepSpeed shards
+        model = trainer.model
+    if not trainer.is_world_process_zero():
+        return model_dir
+    # Trainer.save_model also pickles the TrainingArguments; the Hub-ready folder holds safetensors only (the
+    # checkpoints keep their copy for --resume).
+    (model_dir / "training_args.bin").unlink(missing_ok=True)
+    tokenizer.save_pretrained(model_dir)
+    source = f"fine-tuned from {script.model}" if script.model else f"preset {script.preset or 'tiny'}"
+    summary = (
+        f"`fiftynet train` ({source}): {trainer.state.global_step} steps of "
+        f"{trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size}"
+        f" blocks of {data.train[0]['input_ids'].numel()} tokens ({len(tokenizer)}-token {type(tokenizer).__name__}) "
+        f"on {data.name}, on {trainer.args.device}."
+    )
+    measurements = [
+        Measurement(key, name, metrics[f"eval_{key}"], data.name, "validation")
+        for key, name in (("bits_per_byte", "Bits per byte"), ("perplexity", "Perplexity"),
+                          ("accuracy", "Next-token accuracy"))
+    ]
+    build_model_card(model.config, output_dir.resolve().name, summary, measurements, base_model=script.model).save(
+        model_dir / "README.md"
+    )
+    (output_dir / "metrics.json").write_text(json.dumps(
+        {"validation": metrics, "parameters": model.num_parameters(), "tokens_per_byte": data.tokens_per_byte,
+         "data": data.name, "log_history": trainer.state.log_history}, indent=2))
+    plot_losses(trainer.state.log_history, output_dir / "loss_curve.png")
+    return model_dir
+
+
+def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: TrainingArguments,
+        callbacks: list[TrainerCallback] = ()) -> dict:
+    """Trains, evaluates and saves; returns the final validation metrics. `callbacks` are added to the Trainer's."""
+    if lora_args.lora and not script.model:
+        raise UsageError("--lora fine-tunes a saved model: pass --model DIR")
+    resume = script.resume or training_args.resume_from_checkpoint
+    checkpoint = find_checkpoint(resume) if resume else None
+    set_seed(training_args.seed)
+    tokenizer = load_tokenizer(script.tokenizer or script.model or "byte")
+    model = build_model(script, tokenizer)
+    texts = load_texts(script.data, script.validation_data, script.dataset_name, script.dataset_config,
+                       script.text_column)
+    data = prepare_data(texts, tokenizer, script.block_size, script.validation_fraction)
+    if lora_args.lora:
+        try:
+            model = add_lora(model, lora_args)
+        except ValueError as error:  # e.g. a target module name that the model does not have
+            raise UsageError(f"LoRA: {' '.join(str(error).split())}") from None
+    if script.early_stopping_patience:
+        # EarlyStoppingCallback needs a metric; the validation loss unless one was named.
+        if training_args.metric_for_best_model is None:
+            training_args.metric_for_best_model, training_args.greater_is_better = "eval_loss", False
+        callbacks = [EarlyStoppingCallback(script.early_stopping_patience), *callbacks]
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M "
+          f"trainable); {len(data.train)} training and {len(data.validation)} validation blocks of "
+          f"{script.block_size} tokens from {data.name}")
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        **trainer_evaluation(data.tokens_per_byte),
+    )
+    trainer.train(resume_from_checkpoint=checkpoint, ignore_keys_for_eval=IGNORE_KEYS)
+    metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
+    model_dir = save_outputs(trainer, script, data, tokenizer, metrics)
+    if trainer.is_world_process_zero():
+        print(f"validation: loss {metrics['eval_loss']:.4f}, perplexity {metrics['eval_perplexity']:.3f}, "
+              f"{metrics['eval_bits_per_byte']:.4f} bits per byte, next-token accuracy {metrics['eval_accuracy']:.4f}")
+        print(f"saved to {model_dir}; metrics.json, loss_curve.png and TensorBoard logs in {training_args.output_dir}")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run(*parse_arguments(argv))
+
+
+def lora_main(argv: list[str]) -> dict:
+    """`fiftynet lora ...` is `fiftynet train --lora ...`."""
+    return main(["--lora", *argv])
+
+
+if __name__ == "__main__":
+    from training import cli
+
+    cli.main(["train", *sys.argv[1:]])
