@@ -24,13 +24,12 @@ from transformers import (
     GPT2LMHeadModel,
     PreTrainedModel,
     Trainer,
-    TrainingArguments,
     set_seed,
 )
 
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 from training.corpus import load_corpus
-from training.quickstart import packed_blocks
+from training.quickstart import packed_blocks, training_arguments
 
 # name -> (mixers repeated over the layers, other FiftyNetConfig fields)
 FIFTYNET_VARIANTS = {
@@ -62,22 +61,8 @@ def build_model(name: str, args: argparse.Namespace, tokenizer: FiftyNetByteToke
 def train(model: PreTrainedModel, train_set, curve_set, validation_set, tokenizer, args) -> dict:
     """Trains with the shared recipe; returns the validation curve, the final validation loss and the speed."""
     with tempfile.TemporaryDirectory() as trainer_dir:
-        training_args = TrainingArguments(
-            output_dir=trainer_dir,
-            max_steps=args.max_steps,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=2 * args.batch_size,
-            learning_rate=args.learning_rate,
-            weight_decay=0.1,
-            warmup_steps=max(1, args.max_steps // 20),
-            lr_scheduler_type="cosine",
-            eval_strategy="steps",
-            eval_steps=args.eval_every,
-            logging_steps=args.eval_every,
-            save_strategy="no",
-            report_to="none",
-            seed=args.seed,
-            dataloader_num_workers=0,
+        training_args = training_arguments(
+            args, trainer_dir, eval_strategy="steps", eval_steps=args.eval_every, logging_steps=args.eval_every,
             disable_tqdm=True,
         )
         trainer = Trainer(

@@ -49,6 +49,28 @@ def unigram_bits_per_byte(train: bytes, validation: bytes) -> float:
     return -log2_probs[validation_bytes].mean().item()
 
 
+def training_arguments(args: argparse.Namespace, output_dir: str, **overrides) -> TrainingArguments:
+    """The quickstart's recipe: AdamW, 5% warm-up then cosine decay, weight decay 0.1, no checkpoints, no reporting
+    integrations. `overrides` replace any `TrainingArguments` field."""
+    settings = dict(
+        output_dir=output_dir,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=2 * args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=0.1,
+        warmup_steps=max(1, args.max_steps // 20),
+        lr_scheduler_type="cosine",
+        logging_steps=max(1, args.max_steps // 10),
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    return TrainingArguments(**(settings | overrides))
+
+
 def train_and_evaluate(
     model: FiftyNetForCausalLM,
     tokenizer: FiftyNetByteTokenizer,
@@ -59,22 +81,7 @@ def train_and_evaluate(
     """Trains with `transformers.Trainer`; returns the validation loss (nats per token) and the device used."""
     # No checkpoints are kept, so the Trainer's own folder is temporary and stays out of the Hub-ready folder.
     with tempfile.TemporaryDirectory() as trainer_dir:
-        training_args = TrainingArguments(
-            output_dir=trainer_dir,
-            max_steps=args.max_steps,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=2 * args.batch_size,
-            learning_rate=args.learning_rate,
-            weight_decay=0.1,
-            warmup_steps=max(1, args.max_steps // 20),
-            lr_scheduler_type="cosine",
-            logging_steps=max(1, args.max_steps // 10),
-            save_strategy="no",
-            report_to="none",
-            seed=args.seed,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
+        training_args = training_arguments(args, trainer_dir)
         trainer = Trainer(
             model=model,
             args=training_args,
