@@ -470,7 +470,8 @@ class FiftyNetAttention(nn.Module):
             hidden_states: `(batch, seq_len, hidden_size)`.
             padding_mask: unused (the 2D `attention_mask` covers the past keys too).
             state: the key/value cache of this layer, extended by `seq_len` tokens; None without a cache.
-            attention_mask: `(batch, past_len + seq_len)` padding mask, 1 for tokens and 0 for pads, or None.
+            attention_mask: `(batch, past_len + seq_len)` padding mask, 1 for tokens and 0 for pads; None when there
+                are no pads.
             position_ids: `(batch, seq_len)` positions for the rotary embedding (`position_encoding="rope"`).
 
         Returns:
@@ -504,8 +505,8 @@ class FiftyNetAttention(nn.Module):
     ) -> torch.Tensor | None:
         """`(batch, 1, seq_len, past_len + seq_len)` boolean mask, True where a query may attend: keys at or before
         it that are not pads. A pad query attends to itself only, so its row is never empty (its output is unused).
-        None when plain causal attention needs no explicit mask."""
-        padded = attention_mask is not None and not bool(attention_mask.all())
+        None when plain causal attention needs no explicit mask. `attention_mask` is None unless it holds pads."""
+        padded = attention_mask is not None
         if not padded and (past_len == 0 or seq_len == 1):
             return None
         query_positions = torch.arange(past_len, past_len + seq_len, device=device)[:, None]
@@ -606,7 +607,7 @@ class FiftyNetBlock(GradientCheckpointingLayer):
             hidden_states: `(batch, seq_len, hidden_size)`.
             padding_mask: `(batch, 1, seq_len)` float mask of the new tokens (1 token, 0 pad), or None without pads.
             past_key_values: the model's cache; this block reads and advances `past_key_values.layers[layer_idx]`.
-            attention_mask: `(batch, past_len + seq_len)` 2D padding mask, or None (used by attention mixers).
+            attention_mask: `(batch, past_len + seq_len)` 2D padding mask, or None without pads (used by attention).
             position_ids: `(batch, seq_len)`, or None (used by rotary attention).
 
         Returns:
@@ -800,6 +801,10 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
             position_ids = self._positions_from_mask(attention_mask, batch_size, past_len, seq_len, inputs_embeds.device)
         hidden_states = self._add_positions(inputs_embeds, position_ids)
 
+        # Checked once here rather than in every layer: a mask without pads is dropped, so the layers only see one
+        # that has some.
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
         padding_mask = None
         if attention_mask is not None and not bool(attention_mask[:, -seq_len:].all()):
             padding_mask = attention_mask[:, None, -seq_len:].to(hidden_states.dtype)
