@@ -1,5 +1,6 @@
 """`fiftynet compress`: store the Linear layers of a saved FiftyNet or GPT-2 in fewer bytes, optionally fine-tune
-briefly on the bundled corpus to recover, and save a folder that loads with `trust_remote_code=True`.
+briefly on the bundled corpus to recover, and save a folder that loads with `trust_remote_code=True`, with a model
+card that names the source and records the compression and the losses before and after.
 
     fiftynet compress --model fiftynet-quickstart --method dct --ratio 0.25 --modules mlp --out fiftynet-dct25
 
@@ -10,6 +11,7 @@ is the compressed layer's bytes over the float32 layer's, indices and scales inc
 
 import argparse
 import copy
+import math
 from pathlib import Path
 
 import torch
@@ -23,10 +25,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from hub_cards.card import CardRecord, Measurement, source_name
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetForCausalLM
 from modeling_fiftynet.compression import CompressedLinear, check_compression_arguments, compress_layers
 from modeling_fiftynet.modeling_compressed_gpt2 import CompressedGPT2Config, CompressedGPT2LMHeadModel
-from training.corpus import load_corpus
+from training.corpus import CORPUS_NAME, load_corpus
 from training.errors import UsageError
 
 
@@ -151,6 +154,35 @@ def peak_memory_bytes(function) -> int:
     return max(total for _, _, total in allocations) - (first_total - first_size)
 
 
+def card_record(
+    args: argparse.Namespace, summary: dict, stored: int, evaluated_tokens: int, tokens_per_byte: float
+) -> CardRecord:
+    """The compressed folder's card: its source (and the story of the source's own card), how it was compressed, and
+    the loss before and after on the evaluated validation tokens."""
+    source = CardRecord.load(args.model)
+    stages = {"dense": "dense_validation_loss", "compressed": "compressed_validation_loss",
+              f"compressed, then fine-tuned {args.finetune_steps} steps": "finetuned_validation_loss"}
+    table = "\n".join(f"| {stage} | {summary[key]:.4f} | {math.exp(summary[key]):.3f} |"
+                      for stage, key in stages.items() if key in summary)
+    finetuning = f", then {args.finetune_steps} AdamW steps on the bundled corpus" if args.finetune_steps else ""
+    text = (
+        f"`fiftynet compress --method {args.method}` of {source_name(args.model)}: "
+        f"{summary['layers']} Linear layers stored in {stored / 1e6:.3f} MB, {summary['ratio']:.3f} of their float32 "
+        f"bytes{finetuning}. Loss on the first {evaluated_tokens:,} tokens of the validation text of {CORPUS_NAME}:"
+        f"\n\n| model | loss (nats per token) | perplexity |\n|---|---|---|\n{table}"
+    )
+    if source is not None:
+        text += f"\n\nThe dense model: {source.training_summary}"
+    final_loss = summary.get("finetuned_validation_loss", summary["compressed_validation_loss"])
+    split = f"validation, first {evaluated_tokens:,} tokens"
+    measurements = [
+        Measurement("perplexity", "Perplexity", math.exp(final_loss), CORPUS_NAME, split),
+        Measurement("bits_per_byte", "Bits per byte", final_loss / math.log(2) * tokens_per_byte, CORPUS_NAME, split),
+    ]
+    # The source is a local folder, so the text names it; `fiftynet push --base-model` puts its Hub id in the metadata.
+    return CardRecord(args.out.resolve().name, text, measurements, datasets=source.datasets if source else [])
+
+
 def run(args: argparse.Namespace) -> dict:
     try:
         modules = [name.strip() for name in args.modules.split(",") if name.strip()] if args.modules else None
@@ -165,7 +197,8 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{args.method}: {len(layers)} layers compressed, {replaced / 1e6:.3f} MB -> {stored / 1e6:.3f} MB "
           f"(ratio {stored / replaced:.3f})")
     tokenizer = saved_tokenizer(args.model)
-    validation = token_blocks(corpus_token_ids(tokenizer, "validation"), args.sequence_length, count=16)
+    validation_ids = corpus_token_ids(tokenizer, "validation")
+    validation = token_blocks(validation_ids, args.sequence_length, count=16)
     summary = {
         "layers": len(layers),
         "ratio": stored / replaced,
@@ -184,6 +217,8 @@ def run(args: argparse.Namespace) -> dict:
     model.save_pretrained(args.out)
     if tokenizer is not None:
         tokenizer.save_pretrained(args.out)
+    tokens_per_byte = len(validation_ids) / len(load_corpus("validation").encode("utf-8"))
+    card_record(args, summary, stored, validation.numel(), tokens_per_byte).save(args.out, model.config)
     reloaded = AutoModelForCausalLM.from_pretrained(args.out, trust_remote_code=True).eval()
     probe = validation[:2]
     with torch.no_grad():

@@ -1,6 +1,6 @@
-"""Model cards for the folders FiftyNet saves, built with huggingface_hub's ModelCard."""
+"""Model cards for the folders FiftyNet saves, built with huggingface_hub's ModelCard, and `fiftynet push`."""
 
-from .card import build_model_card
+from .card import CARD_RECORD_FILE, CardRecord, Measurement, build_model_card, hub_model_id, source_name
 
 
-__all__ = ["build_model_card"]
+__all__ = ["CARD_RECORD_FILE", "CardRecord", "Measurement", "build_model_card", "hub_model_id", "source_name"]

@@ -10,6 +10,8 @@ CAUSAL_MIXER_TYPES = ("spectral_conv", "nfo", "fftnet", "attention")
 POSITION_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "complex_rope")
 MIXER_GATES = ("none", "glu", "phase")
 EMBEDDING_TYPES = ("real", "complex")
+NORM_TYPES = ("rms_norm", "layer_norm")
+MLP_TYPES = ("gated", "plain")
 
 
 @strict
@@ -26,8 +28,8 @@ class FiftyNetConfig(PreTrainedConfig):
         num_hidden_layers (`int`, defaults to 12):
             Number of blocks.
         intermediate_size (`int`, *optional*):
-            Width of the gated MLP. Defaults to 8/3 of `hidden_size` rounded up to a multiple of 64, which keeps the
-            gated MLP's parameter count at that of a plain 4x MLP.
+            Width of the MLP. Defaults to 8/3 of `hidden_size` rounded up to a multiple of 64 for the gated MLP,
+            which keeps its parameter count at that of a plain 4x MLP, and to 4 `hidden_size` for the plain one.
         max_position_embeddings (`int`, defaults to 2048):
             Longest sequence the learned position table covers when `position_encoding="learned"`. The spectral
             mixer itself has no length limit (its filters are defined for every lag), so with
@@ -74,6 +76,10 @@ class FiftyNetConfig(PreTrainedConfig):
             Heads of the `"attention"` mixers; must divide `hidden_size`.
         attention_bias (`bool`, defaults to `False`):
             Whether the attention projections have biases.
+        mixer_bias (`bool`, defaults to `False`):
+            Whether the input and output projections of the spectral mixers (`"spectral_conv"`, `"nfo"`,
+            `"fftnet"`) have biases. A GPT-2 converted by `fiftynet convert` uses them to carry its attention
+            layers' biases.
         position_encoding (`str`, defaults to `"none"`):
             - `"none"`: the causal convolutions carry the order of tokens.
             - `"learned"`: absolute position embeddings, limited to `max_position_embeddings`.
@@ -87,10 +93,20 @@ class FiftyNetConfig(PreTrainedConfig):
         embedding_type (`str`, defaults to `"real"`):
             `"complex"` reads each token vector as `hidden_size / 2` complex numbers, with the helpers
             `semantic_similarity` and `phase_relationship` of [`FiftyNetComplexEmbedding`].
+        mlp_type (`str`, defaults to `"gated"`):
+            `"gated"`: `down_proj(act(gate_proj(x)) * up_proj(x))`; `"plain"`: `down_proj(act(up_proj(x)))`, the
+            MLP of GPT-2 (with `intermediate_size=4 * hidden_size`, `hidden_act="gelu_new"`, `mlp_bias=True`).
+        mlp_bias (`bool`, defaults to `False`):
+            Whether the MLP projections have biases.
         hidden_act (`str`, defaults to `"silu"`):
-            Activation of the gated MLP.
+            Activation of the MLP.
+        norm_type (`str`, defaults to `"rms_norm"`):
+            `"rms_norm"` (RMSNorm, epsilon `rms_norm_eps`) or `"layer_norm"` (LayerNorm with bias, epsilon
+            `layer_norm_epsilon`, as in GPT-2) for the norms before each mixer and MLP and after the last block.
         rms_norm_eps (`float`, defaults to 1e-6):
             Epsilon of the RMS norms.
+        layer_norm_epsilon (`float`, defaults to 1e-5):
+            Epsilon of the LayerNorms (`norm_type="layer_norm"`).
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initializer of linear and embedding weights.
         use_cache (`bool`, defaults to `True`):
@@ -140,11 +156,16 @@ class FiftyNetConfig(PreTrainedConfig):
     adaptive_filter_count: int = 4
     num_attention_heads: int = 12
     attention_bias: bool = False
+    mixer_bias: bool = False
     position_encoding: str = "none"
     rotary_base: float = 10000.0
     embedding_type: str = "real"
+    mlp_type: str = "gated"
+    mlp_bias: bool = False
     hidden_act: str = "silu"
+    norm_type: str = "rms_norm"
     rms_norm_eps: float = 1e-6
+    layer_norm_epsilon: float = 1e-5
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = True
@@ -157,7 +178,8 @@ class FiftyNetConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         # Derived after the base init, which has already applied the `attribute_map` aliases.
         if self.intermediate_size is None:
-            self.intermediate_size = -(-8 * self.hidden_size // 3 // 64) * 64
+            gated = self.mlp_type == "gated"
+            self.intermediate_size = -(-8 * self.hidden_size // 3 // 64) * 64 if gated else 4 * self.hidden_size
         if self.mixer_types is None:
             self.mixer_types = [self.mixer_type] * self.num_hidden_layers
 
@@ -168,6 +190,8 @@ class FiftyNetConfig(PreTrainedConfig):
             ("mixer_gate", self.mixer_gate, MIXER_GATES),
             ("position_encoding", self.position_encoding, POSITION_ENCODINGS),
             ("embedding_type", self.embedding_type, EMBEDDING_TYPES),
+            ("norm_type", self.norm_type, NORM_TYPES),
+            ("mlp_type", self.mlp_type, MLP_TYPES),
         ):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {choices}")

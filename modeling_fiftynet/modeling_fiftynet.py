@@ -112,18 +112,29 @@ class FiftyNetRMSNorm(nn.Module):
         return self.weight * hidden_states.to(input_dtype)
 
 
+def build_norm(config: FiftyNetConfig) -> nn.Module:
+    """The norm `config.norm_type` asks for, over `hidden_size` features."""
+    if config.norm_type == "layer_norm":
+        return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+    return FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+
 class FiftyNetMLP(nn.Module):
-    """Gated MLP: `down(act(gate(x)) * up(x))`."""
+    """`mlp_type="gated"`: `down_proj(act(gate_proj(x)) * up_proj(x))`; `"plain"`: `down_proj(act(up_proj(x)))`, the
+    MLP of GPT-2. `(batch, seq_len, hidden_size)` in and out."""
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        if config.mlp_type == "gated":
+            self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=config.mlp_bias)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=config.mlp_bias)
         self.act_fn = ACT2FN[config.hidden_act]
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(self.act_fn(self.gate_proj(hidden_states)) * self.up_proj(hidden_states))
+        if hasattr(self, "gate_proj"):
+            return self.down_proj(self.act_fn(self.gate_proj(hidden_states)) * self.up_proj(hidden_states))
+        return self.down_proj(self.act_fn(self.up_proj(hidden_states)))
 
 
 class FiftyNetModalFilter(nn.Module):
@@ -274,12 +285,12 @@ class FiftyNetSpectralConvMixer(nn.Module):
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__()
-        self.in_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=False)
+        self.in_proj = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.mixer_bias)
         self.short_conv = nn.Conv1d(
             3 * config.hidden_size, 3 * config.hidden_size, config.short_conv_size, groups=3 * config.hidden_size
         )
         self.filter = FiftyNetModalFilter(config)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.mixer_bias)
 
     def forward(
         self,
@@ -325,9 +336,9 @@ class FiftyNetFourierFilterMixer(nn.Module):
 
     def __init__(self, config: FiftyNetConfig, num_filters: int = 1):
         super().__init__()
-        self.in_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.in_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.mixer_bias)
         self.filter = FiftyNetFourierFilter(config, num_filters=num_filters)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.mixer_bias)
 
     def _filter_projection(
         self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None, state: FiftyNetMixerState | None
@@ -588,10 +599,10 @@ class FiftyNetBlock(GradientCheckpointingLayer):
     def __init__(self, config: FiftyNetConfig, layer_idx: int):
         super().__init__()
         self.layer_idx = layer_idx
-        self.mixer_norm = FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mixer_norm = build_norm(config)
         self.mixer = MIXER_CLASSES[config.mixer_types[layer_idx]](config)
         self.mixer_gate = FiftyNetMixerGate(config) if config.mixer_gate != "none" else None
-        self.mlp_norm = FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.mlp_norm = build_norm(config)
         self.mlp = FiftyNetMLP(config)
 
     def forward(
@@ -672,8 +683,10 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             weight[..., -1] = 1.0
             init.copy_(module.weight, weight)
             init.zeros_(module.bias)
-        elif isinstance(module, FiftyNetRMSNorm):
+        elif isinstance(module, (FiftyNetRMSNorm, nn.LayerNorm)):
             init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, (FiftyNetModalFilter, FiftyNetFourierFilter)):
             module.reset_parameters()
         elif isinstance(module, FiftyNetFourierOperatorMixer):
@@ -731,7 +744,7 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         if config.position_encoding == "learned":
             self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.layers = nn.ModuleList(FiftyNetBlock(config, layer_idx) for layer_idx in range(config.num_hidden_layers))
-        self.norm = FiftyNetRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.norm = build_norm(config)
         self.gradient_checkpointing = False
         if config.compression is not None:
             build_compressed_layers(self, config.compression)

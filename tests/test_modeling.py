@@ -40,6 +40,10 @@ ALL_VARIANTS = [
     dict(mixer_type="fftnet", mixer_gate="phase"),
     dict(mixer_type="attention", position_encoding="rope"),
     dict(num_hidden_layers=4, mixer_types=["spectral_conv", "attention", "nfo", "fftnet"], position_encoding="rope"),
+    # The shape `fiftynet convert` gives a GPT-2: LayerNorm, plain biased MLP, biased projections, learned positions.
+    dict(num_hidden_layers=4, mixer_types=["spectral_conv", "attention", "nfo", "fftnet"], position_encoding="learned",
+         norm_type="layer_norm", mlp_type="plain", mlp_bias=True, mixer_bias=True, attention_bias=True,
+         hidden_act="gelu_new"),
 ]
 
 

@@ -6,7 +6,8 @@ line on stderr naming the problem and exit code 2, as for argparse's own errors.
 
 import argparse
 
-from conversion import compress
+from conversion import compress, convert
+from hub_cards import push
 
 from . import evaluation, generate, quickstart, tokenizer, train
 from .errors import UsageError
@@ -20,7 +21,9 @@ COMMANDS = {
     "generate": (generate.main, "sample from a saved model, streaming the text"),
     "tokenizer": (tokenizer.main, "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
     "lora": (train.lora_main, "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
+    "convert": (convert.main, "retune a GPT-2 into a FiftyNet: transplant, spectral init, distillation, report"),
     "compress": (compress.main, "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
+    "push": (push.main, "upload a saved folder (weights, tokenizer, remote code, model card) to the Hugging Face Hub"),
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from datasets import Dataset
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, Trainer, TrainingArguments
 
@@ -85,19 +86,23 @@ def load_model(name_or_path: str, **kwargs) -> PreTrainedModel:
     return from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", **kwargs)
 
 
-def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block_size: int, batch_size: int) -> dict:
-    """The metrics of `model` on the documents, through `Trainer.evaluate` (so on a GPU, or several, if present)."""
-    token_ids = token_stream(documents, tokenizer)
-    blocks = packed_blocks(token_ids, block_size, name="the evaluation text")
+def evaluate_blocks(model: PreTrainedModel, blocks: Dataset, text_tokens_per_byte: float, batch_size: int) -> dict:
+    """The metrics of `model` on packed blocks, through `Trainer.evaluate` (so on a GPU, or several, if present)."""
     with tempfile.TemporaryDirectory() as trainer_dir:
         args = TrainingArguments(output_dir=trainer_dir, per_device_eval_batch_size=batch_size, report_to="none",
                                  dataloader_pin_memory=torch.cuda.is_available())
-        trainer = Trainer(model=model, args=args, eval_dataset=blocks,
-                          **trainer_evaluation(tokens_per_byte(documents, len(token_ids))))
+        trainer = Trainer(model=model, args=args, eval_dataset=blocks, **trainer_evaluation(text_tokens_per_byte))
         # Blocks are full, so the plain mean per batch is exact. Passing models that accept loss kwargs (GPT-2) a
         # token count instead makes transformers 5.23 count position 0, which is never a target: a loss (L-1)/L low.
         trainer.model_accepts_loss_kwargs = False
-        metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
+        return trainer.evaluate(ignore_keys=IGNORE_KEYS)
+
+
+def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block_size: int, batch_size: int) -> dict:
+    """The metrics of `model` on the documents, packed into blocks of `block_size` tokens."""
+    token_ids = token_stream(documents, tokenizer)
+    blocks = packed_blocks(token_ids, block_size, name="the evaluation text")
+    metrics = evaluate_blocks(model, blocks, tokens_per_byte(documents, len(token_ids)), batch_size)
     return {"evaluated_tokens": len(blocks) * block_size, "text_tokens": len(token_ids), **metrics}
 
 

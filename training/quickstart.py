@@ -21,7 +21,7 @@ from transformers import (
     set_seed,
 )
 
-from hub_cards.card import Measurement, build_model_card
+from hub_cards.card import CardRecord, Measurement
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 
 from .corpus import CORPUS_NAME, load_corpus
@@ -140,12 +140,13 @@ def run(args: argparse.Namespace) -> dict:
         f"and evaluation took {train_seconds:.0f} s. A unigram byte model scores {baseline:.3f} bits per byte on the "
         "same text."
     )
-    build_model_card(
-        config,
-        model_name=args.output_dir.name,
-        training_summary=summary,
-        measurements=[Measurement("bits_per_byte", "Bits per byte", bits_per_byte, CORPUS_NAME, "validation")],
-    ).save(args.output_dir / "README.md")
+    measurements = [
+        Measurement("bits_per_byte", "Bits per byte", bits_per_byte, CORPUS_NAME, "validation"),
+        Measurement("perplexity", "Perplexity (per byte)", math.exp(eval_loss), CORPUS_NAME, "validation"),
+    ]
+    CardRecord(args.output_dir.resolve().name, summary, measurements, num_parameters=model.num_parameters()).save(
+        args.output_dir, config
+    )
 
     # Reload the way users will: through the remote code written next to the weights.
     reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir, trust_remote_code=True)

@@ -28,10 +28,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from hub_cards.card import Measurement, build_model_card
+from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 
-from .data import LanguageModelingData, check_vocabulary, load_texts, prepare_data
+from .data import LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
 from .errors import UsageError
 from .evaluation import IGNORE_KEYS, load_model, trainer_evaluation
 from .lora import LoraArguments, add_lora
@@ -155,9 +155,19 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def evaluation_text(script: TrainScriptArguments, texts: Texts) -> tuple[str, str]:
+    """The name and split of the text the validation metrics are measured on, for the model card."""
+    if texts.validation is None:
+        return texts.name, f"last {script.validation_fraction:.0%} of the tokens, held out from training"
+    if script.validation_data:
+        return ", ".join(Path(file).name for file in script.validation_data), "validation"
+    return texts.name, "validation"
+
+
 def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageModelingData, tokenizer,
-                 metrics: dict) -> Path:
-    """Writes the Hub-ready model folder with its card, metrics.json and loss_curve.png; returns the folder."""
+                 metrics: dict, evaluated_on: tuple[str, str]) -> Path:
+    """Writes the Hub-ready model folder with its card, metrics.json and loss_curve.png; returns the folder.
+    `evaluated_on` names the validation text and its split (see `evaluation_text`)."""
     output_dir = Path(trainer.args.output_dir)
     model_dir = output_dir / "model"
     if isinstance(trainer.model, PeftModel):
@@ -174,7 +184,12 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
     # checkpoints keep their copy for --resume).
     (model_dir / "training_args.bin").unlink(missing_ok=True)
     tokenizer.save_pretrained(model_dir)
-    source = f"fine-tuned from {script.model}" if script.model else f"preset {script.preset or 'tiny'}"
+    if script.model:
+        how = "LoRA, merged" if isinstance(trainer.model, PeftModel) else "fine-tuned"
+        source = f"{how} from {source_name(script.model)}"
+    else:
+        overridden = " with config overrides" if script.config_file or script.config_overrides else ""
+        source = f"preset {script.preset or 'tiny'}{overridden}"
     summary = (
         f"`fiftynet train` ({source}): {trainer.state.global_step} steps of "
         f"{trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size}"
@@ -182,13 +197,14 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
         f"on {data.name}, on {trainer.args.device}."
     )
     measurements = [
-        Measurement(key, name, metrics[f"eval_{key}"], data.name, "validation")
+        Measurement(key, name, metrics[f"eval_{key}"], *evaluated_on, script.dataset_name or "text")
         for key, name in (("bits_per_byte", "Bits per byte"), ("perplexity", "Perplexity"),
                           ("accuracy", "Next-token accuracy"))
     ]
-    build_model_card(model.config, output_dir.resolve().name, summary, measurements, base_model=script.model).save(
-        model_dir / "README.md"
-    )
+    CardRecord(
+        output_dir.resolve().name, summary, measurements, base_model=hub_model_id(script.model),
+        datasets=[script.dataset_name] if script.dataset_name else [], num_parameters=model.num_parameters(),
+    ).save(model_dir, model.config)
     (output_dir / "metrics.json").write_text(json.dumps(
         {"validation": metrics, "parameters": model.num_parameters(), "tokens_per_byte": data.tokens_per_byte,
          "data": data.name, "log_history": trainer.state.log_history}, indent=2))
@@ -235,7 +251,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
     )
     trainer.train(resume_from_checkpoint=checkpoint, ignore_keys_for_eval=IGNORE_KEYS)
     metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
-    model_dir = save_outputs(trainer, script, data, tokenizer, metrics)
+    model_dir = save_outputs(trainer, script, data, tokenizer, metrics, evaluation_text(script, texts))
     if trainer.is_world_process_zero():
         print(f"validation: loss {metrics['eval_loss']:.4f}, perplexity {metrics['eval_perplexity']:.3f}, "
               f"{metrics['eval_bits_per_byte']:.4f} bits per byte, next-token accuracy {metrics['eval_accuracy']:.4f}")

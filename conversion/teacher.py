@@ -1,0 +1,85 @@
+"""Train a GPT-2 teacher offline: transformers' GPT2LMHeadModel with a byte-level BPE trained by `tokenizers`, on the
+bundled corpus, through the Trainer. `fiftynet convert` then takes the saved folder as `--teacher`, exactly as it
+takes `gpt2` from the Hub.
+
+    python -m conversion.teacher --size small --output_dir gpt2-kjv --max_steps 4000 --bf16     # a GPU
+    python -m conversion.teacher --size tiny --output_dir gpt2-kjv-tiny --max_steps 600         # a CPU
+
+The folder gets the model, the tokenizer and `teacher_report.json` (training tokens, validation metrics), from which
+a conversion's budget is read as a fraction of the teacher's own training tokens.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from training import train
+from training.corpus import CORPUS_NAME, load_corpus
+from training.data import Texts, prepare_data
+from training.errors import UsageError
+from training.evaluation import IGNORE_KEYS, trainer_evaluation
+from training.tokenizer import train_bpe
+
+
+# GPT-2 shapes: "small" is GPT-2 small (124M parameters with its 50k vocabulary).
+SIZES = {
+    "tiny": dict(n_embd=128, n_layer=4, n_head=4),
+    "small": dict(n_embd=768, n_layer=12, n_head=12),
+}
+
+
+@dataclass
+class TeacherArguments:
+    size: str = field(default="tiny", metadata={"help": f"model shape: {', '.join(SIZES)}"})
+    vocab_size: int = field(default=8192, metadata={"help": "BPE vocabulary size"})
+    block_size: int = field(default=256, metadata={"help": "tokens per sequence (and n_positions)"})
+
+
+TRAINING_DEFAULTS = {**train.TRAINING_DEFAULTS, "output_dir": "gpt2-teacher", "max_steps": 600, "save_strategy": "no",
+                     "report_to": "none"}
+
+
+def build_teacher(size: str, vocab_size: int, block_size: int, eos_token_id: int) -> GPT2LMHeadModel:
+    if size not in SIZES:
+        raise UsageError(f"--size {size!r} is not one of {', '.join(SIZES)}")
+    config = GPT2Config(vocab_size=vocab_size, n_positions=block_size, bos_token_id=eos_token_id,
+                        eos_token_id=eos_token_id, **SIZES[size])
+    return GPT2LMHeadModel(config)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((TeacherArguments, TrainingArguments), prog="python -m conversion.teacher",
+                              description=__doc__)
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    set_seed(training_args.seed)
+    texts = Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
+    tokenizer = train_bpe(texts.train, args.vocab_size)
+    data = prepare_data(texts, tokenizer, args.block_size, validation_fraction=0.0)
+    model = build_teacher(args.size, len(tokenizer), args.block_size, tokenizer.eos_token_id)
+    trainer = Trainer(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.validation,
+                      **trainer_evaluation(data.tokens_per_byte))
+    trainer.model_accepts_loss_kwargs = False  # full blocks: the plain mean is exact (see training.evaluation)
+    trainer.train()
+    metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
+    report = {
+        "size": args.size,
+        "parameters": model.num_parameters(),
+        "training_tokens": trainer.state.global_step * training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps * training_args.world_size * args.block_size,
+        "data": data.name,
+        "validation": metrics,
+    }
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        (output_dir / "teacher_report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

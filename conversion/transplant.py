@@ -1,0 +1,197 @@
+"""GPT-2 -> FiftyNet, weight for weight: the exact transplant, and the spectral initialization of the layers whose
+attention is replaced.
+
+FiftyNet expresses GPT-2's block with config options (LayerNorm with bias, learned absolute positions, a plain MLP
+with GPT-2's GELU, biased projections, a tied head), so a FiftyNet whose every mixer is `"attention"` computes what
+the GPT-2 computes. A replaced layer keeps everything but its attention; its new mixer starts from the teacher's
+value and output projections and a causal filter fitted to the attention's average weight at each distance.
+"""
+
+import torch
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.modeling_fiftynet import (
+    FiftyNetAdaptiveSpectralMixer,
+    FiftyNetFourierFilter,
+    FiftyNetFourierFilterMixer,
+    FiftyNetModalFilter,
+    FiftyNetSpectralConvMixer,
+)
+from modeling_fiftynet.spectral_ops import frequency_response_to_kernel
+
+
+SPECTRAL_MIXERS = ("spectral_conv", "nfo", "fftnet")
+
+
+def check_teacher(config: GPT2Config) -> None:
+    """Refuses GPT-2 variants whose attention FiftyNet's attention mixer does not compute."""
+    unsupported = [
+        (config.add_cross_attention, "add_cross_attention=True"),
+        (not config.scale_attn_weights, "scale_attn_weights=False"),
+        (config.scale_attn_by_inverse_layer_idx, "scale_attn_by_inverse_layer_idx=True"),
+    ]
+    for present, name in unsupported:
+        if present:
+            raise ValueError(f"the teacher's config has {name}, which the conversion does not support")
+
+
+def student_config(teacher: GPT2Config, mixer_types: list[str], **overrides) -> FiftyNetConfig:
+    """The FiftyNet config of a GPT-2 with the given mixer per layer (`"attention"` keeps the teacher's)."""
+    check_teacher(teacher)
+    return FiftyNetConfig(
+        vocab_size=teacher.vocab_size,
+        hidden_size=teacher.n_embd,
+        num_hidden_layers=teacher.n_layer,
+        intermediate_size=teacher.n_inner or 4 * teacher.n_embd,
+        max_position_embeddings=teacher.n_positions,
+        mixer_types=mixer_types,
+        num_attention_heads=teacher.n_head,
+        attention_bias=True,
+        mixer_bias=True,
+        mlp_type="plain",
+        mlp_bias=True,
+        hidden_act=teacher.activation_function,
+        norm_type="layer_norm",
+        layer_norm_epsilon=teacher.layer_norm_epsilon,
+        position_encoding="learned",
+        tie_word_embeddings=teacher.tie_word_embeddings,
+        pad_token_id=teacher.pad_token_id,
+        bos_token_id=teacher.bos_token_id,
+        eos_token_id=teacher.eos_token_id,
+        **overrides,
+    )
+
+
+def _copy_linear(target: nn.Linear, conv1d_weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """GPT-2's Conv1D computes `x @ W + b` with `W` of shape `(in, out)`: the transpose of `nn.Linear`'s weight."""
+    target.weight.copy_(conv1d_weight.t())
+    if bias is not None:
+        target.bias.copy_(bias)
+
+
+@torch.no_grad()
+def transplant_gpt2(teacher: GPT2LMHeadModel, mixer_types: list[str], **config_overrides) -> FiftyNetForCausalLM:
+    """A FiftyNet carrying every weight of `teacher`: embeddings, norms, MLPs, head, and the attention of the layers
+    whose mixer is `"attention"`. The other mixers keep their fresh initialization (see `spectral_init`)."""
+    student = FiftyNetForCausalLM(student_config(teacher.config, mixer_types, **config_overrides))
+    source, target = teacher.transformer, student.model
+    target.embed_tokens.weight.copy_(source.wte.weight)
+    target.embed_positions.weight.copy_(source.wpe.weight)
+    target.norm.load_state_dict(source.ln_f.state_dict())
+    if not student.config.tie_word_embeddings:
+        student.lm_head.weight.copy_(teacher.lm_head.weight)
+    width = teacher.config.n_embd
+    for block, layer in zip(source.h, target.layers):
+        layer.mixer_norm.load_state_dict(block.ln_1.state_dict())
+        layer.mlp_norm.load_state_dict(block.ln_2.state_dict())
+        _copy_linear(layer.mlp.up_proj, block.mlp.c_fc.weight, block.mlp.c_fc.bias)
+        _copy_linear(layer.mlp.down_proj, block.mlp.c_proj.weight, block.mlp.c_proj.bias)
+        if mixer_types[layer.layer_idx] == "attention":
+            projections = (layer.mixer.q_proj, layer.mixer.k_proj, layer.mixer.v_proj)
+            for index, projection in enumerate(projections):
+                columns = slice(index * width, (index + 1) * width)
+                _copy_linear(projection, block.attn.c_attn.weight[:, columns], block.attn.c_attn.bias[columns])
+            _copy_linear(layer.mixer.out_proj, block.attn.c_proj.weight, block.attn.c_proj.bias)
+    return student
+
+
+@torch.no_grad()
+def attention_by_distance(teacher: GPT2LMHeadModel, input_ids: torch.Tensor, layers: list[int]) -> torch.Tensor:
+    """`(len(layers), heads, seq_len)`: each head's attention weight at each distance `d` (query `t`, key `t - d`),
+    averaged over the calibration batch and over the queries that have a key at that distance."""
+    previous = teacher.config._attn_implementation
+    teacher.set_attn_implementation("eager")  # the fused kernels do not return attention weights
+    try:
+        attentions = teacher(input_ids, output_attentions=True).attentions
+    finally:
+        teacher.set_attn_implementation(previous)
+    seq_len = input_ids.shape[1]
+    profiles = []
+    for layer in layers:
+        weights = attentions[layer].float().mean(0)  # (heads, query, key)
+        profiles.append(torch.stack(
+            [weights.diagonal(offset=-distance, dim1=-2, dim2=-1).mean(-1) for distance in range(seq_len)], dim=-1
+        ))
+    return torch.stack(profiles)
+
+
+def _modal_basis(filter: FiftyNetModalFilter, length: int) -> torch.Tensor:
+    """`(channels, length, 2 * modes)`: the filter is `basis @ [Re C, Im C]`, since `Re(C z) = Re C Re z - Im C Im z`."""
+    powers = filter.powers(length).transpose(1, 2)
+    return torch.cat([powers.real, -powers.imag], dim=-1)
+
+
+def _fourier_basis(filter: FiftyNetFourierFilter) -> torch.Tensor:
+    """`(kernel_size, 2 * modes)`: the filter is `basis @ c` with `c` the coefficients' `(modes, 2)` real view
+    flattened (the inverse FFT is linear)."""
+    modes = filter.coefficients.shape[2]
+    unit = torch.eye(2 * modes, device=filter.coefficients.device).view(2 * modes, modes, 2)
+    kernels = frequency_response_to_kernel(torch.view_as_complex(unit), filter.kernel_size)
+    return kernels.view(2 * modes, -1).t()
+
+
+@torch.no_grad()
+def set_real_poles(filter: FiftyNetModalFilter, longest_memory: int) -> None:
+    """Non-oscillating modes whose memories (`1 / decay` tokens) are spread log-uniformly from a third of a token to
+    `longest_memory` tokens, in every channel: sums of such decays fit the smooth, mostly monotone profile of
+    attention by distance far better than the default modes spread over all frequencies."""
+    modes = filter.log_decay.shape[1]
+    log_decay = torch.linspace(torch.log(torch.tensor(3.0)), -torch.log(torch.tensor(float(longest_memory))), modes)
+    filter.log_decay.copy_(log_decay.expand_as(filter.log_decay))
+    filter.frequency.zero_()
+
+
+@torch.no_grad()
+def fit_filter(filter: nn.Module, target: torch.Tensor, bank_index: int = 0) -> float:
+    """Sets the filter's linear parameters (a modal filter's residues at its current poles, or a Fourier filter's
+    coefficients) to the least-squares fit of `target`, a `(channels, length)` kernel over lags `0 .. length - 1`.
+    Returns the relative error of the fit."""
+    if isinstance(filter, FiftyNetModalFilter):
+        basis = _modal_basis(filter, target.shape[-1])
+        solution = (torch.linalg.pinv(basis.double()) @ target[..., None].double())[..., 0]
+        filter.residues.copy_(torch.stack(solution.chunk(2, dim=-1), dim=-1))
+        fitted = (basis.double() @ solution[..., None])[..., 0]
+    else:
+        length = min(target.shape[-1], filter.kernel_size)
+        basis = _fourier_basis(filter)[:length].double()
+        solution = (torch.linalg.pinv(basis) @ target[:, :length].t().double()).t()
+        filter.coefficients[bank_index].copy_(solution.view(-1, basis.shape[1] // 2, 2))
+        fitted = solution @ basis.t()
+        target = target[:, :length]
+    return float((fitted - target).norm() / target.norm().clamp_min(1e-12))
+
+
+@torch.no_grad()
+def spectral_init(student: FiftyNetForCausalLM, teacher: GPT2LMHeadModel, profiles: torch.Tensor,
+                  layers: list[int]) -> list[float]:
+    """Initializes the spectral mixer of each layer in `layers` from the teacher's attention there: its value and
+    output projections, and per-channel filters fitted to the head's `profiles` (see `attention_by_distance`). The
+    `spectral_conv` and `fftnet` mixers then start as `out_proj(h * v)`, the linear time-invariant part of the
+    attention (`nfo` as `out_proj(act(h * v))`). Returns each layer's relative filter-fit error."""
+    width, heads = teacher.config.n_embd, teacher.config.n_head
+    errors = []
+    for layer, profile in zip(layers, profiles):
+        attention, mixer = teacher.transformer.h[layer].attn, student.model.layers[layer].mixer
+        value_weight, value_bias = attention.c_attn.weight[:, 2 * width:], attention.c_attn.bias[2 * width:]
+        channel_profiles = profile.repeat_interleave(width // heads, dim=0)  # channel c belongs to head c // head_dim
+        if isinstance(mixer, FiftyNetSpectralConvMixer):
+            # Query and key gates start at a constant 1 (zero weights, unit bias): out_proj(1 * h * (1 * v)).
+            mixer.in_proj.weight[: 2 * width].zero_()
+            mixer.in_proj.bias[: 2 * width].fill_(1.0)
+            mixer.in_proj.weight[2 * width:].copy_(value_weight.t())
+            mixer.in_proj.bias[2 * width:].copy_(value_bias)
+        elif isinstance(mixer, FiftyNetFourierFilterMixer):
+            _copy_linear(mixer.in_proj, value_weight, value_bias)
+            if isinstance(mixer, FiftyNetAdaptiveSpectralMixer):
+                mixer.filter.coefficients[1:].zero_()  # no token-dependent part yet; modReLU with bias 0 is identity
+            else:
+                mixer.local_weight.zero_()
+        else:
+            raise ValueError(f"layer {layer} has a {type(mixer).__name__}, not one of the mixers {SPECTRAL_MIXERS}")
+        _copy_linear(mixer.out_proj, attention.c_proj.weight, attention.c_proj.bias)
+        if isinstance(mixer.filter, FiftyNetModalFilter):
+            set_real_poles(mixer.filter, profile.shape[-1])
+        errors.append(fit_filter(mixer.filter, channel_profiles))
+    return errors

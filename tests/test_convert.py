@@ -1,0 +1,178 @@
+"""`fiftynet convert`: the exact GPT-2 transplant, the spectral initialization, the distillation stages and the
+command end to end on a tiny random GPT-2 (the bundled corpus as data, no network)."""
+
+import json
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from conversion.distill import DistillationTrainer, LayerwiseDistillation
+from conversion.teacher import build_teacher
+from conversion.transplant import attention_by_distance, fit_filter, spectral_init, transplant_gpt2
+from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.modeling_fiftynet import FiftyNetFourierFilter, FiftyNetModalFilter
+from modeling_fiftynet.spectral_ops import fft_causal_conv
+from test_cli_errors import fails_with
+from training import cli
+from training.corpus import load_corpus
+from training.tokenizer import train_bpe
+
+
+def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=300, n_embd=32, n_layer=3, n_head=4, n_positions=64, bos_token_id=299,
+                    eos_token_id=299)
+    return GPT2LMHeadModel(GPT2Config(**{**settings, **overrides})).eval()
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_transplant_with_every_layer_kept_reproduces_the_teacher(tied):
+    teacher = tiny_gpt2(tie_word_embeddings=tied, activation_function="gelu_new")
+    student = transplant_gpt2(teacher, ["attention"] * 3).eval()
+    ids = torch.randint(0, 300, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, actual = teacher(ids).logits, student(ids).logits
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+    greedy = dict(max_new_tokens=10, do_sample=False, pad_token_id=299)
+    assert torch.equal(student.generate(ids[:1, :8], **greedy), teacher.generate(ids[:1, :8], **greedy))
+
+
+def test_teachers_the_transplant_cannot_express_are_refused():
+    with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
+        transplant_gpt2(tiny_gpt2(scale_attn_by_inverse_layer_idx=True), ["attention"] * 3)
+
+
+def test_fit_filter_recovers_filters_of_its_own_form():
+    torch.manual_seed(0)
+    config = FiftyNetConfig(hidden_size=6, filter_state_size=4, fourier_kernel_size=32, fourier_modes=8)
+    for filter in (FiftyNetModalFilter(config), FiftyNetFourierFilter(config)):
+        filter.reset_parameters()
+        target = (filter.kernel()[0] if isinstance(filter, FiftyNetFourierFilter) else
+                  torch.einsum("dn,dnl->dl", filter.complex_residues(), filter.powers(32)).real).detach()
+        torch.nn.init.zeros_(filter.residues if isinstance(filter, FiftyNetModalFilter) else filter.coefficients)
+        assert fit_filter(filter, target) < 1e-6
+
+
+def test_spectral_init_starts_each_mixer_as_value_projection_filtered_then_output_projection():
+    teacher = tiny_gpt2()
+    student = transplant_gpt2(teacher, ["spectral_conv", "attention", "nfo"])
+    ids = torch.randint(0, 300, (2, 48), generator=torch.Generator().manual_seed(2))
+    profiles = attention_by_distance(teacher, ids, [0, 2])
+    assert profiles.shape == (2, 4, 48)
+    # Every query's weights sum to 1 over its keys; distance 0 is averaged over every query.
+    assert torch.all(profiles >= 0) and torch.all(profiles[..., 0] <= 1)
+    errors = spectral_init(student, teacher, profiles, [0, 2])
+    assert errors[0] < 0.05 and errors[1] < 1e-6  # 16 real modes fit the profile; 33 Fourier modes span 64 lags
+
+    hidden = torch.randn(2, 48, 32)
+    attention, mixer = teacher.transformer.h[0].attn, student.model.layers[0].mixer
+    values = (hidden @ attention.c_attn.weight[:, 64:] + attention.c_attn.bias[64:]).transpose(1, 2)
+    kernel = profiles[0].repeat_interleave(8, dim=0)
+    expected = fft_causal_conv(values, kernel).transpose(1, 2) @ attention.c_proj.weight + attention.c_proj.bias
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(hidden), expected, rtol=0.05, atol=0.05 * expected.abs().max().item())
+
+
+def test_layerwise_distillation_trains_only_the_new_mixers_and_lowers_their_loss():
+    teacher = tiny_gpt2()
+    student = transplant_gpt2(teacher, ["spectral_conv", "attention", "spectral_conv"])
+    distillation = LayerwiseDistillation(teacher, student, [0, 2])
+    trainable = {name for name, p in distillation.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("student.model.layers.0.mixer", "student.model.layers.2.mixer"))
+                             for name in trainable)
+    ids = torch.randint(0, 300, (4, 48), generator=torch.Generator().manual_seed(3))
+    optimizer = torch.optim.Adam([p for p in distillation.parameters() if p.requires_grad], lr=3e-3)
+    first = distillation(ids)["loss"].item()
+    for _ in range(30):
+        optimizer.zero_grad()
+        distillation(ids)["loss"].backward()
+        optimizer.step()
+    assert distillation(ids)["loss"].item() < 0.5 * first
+    assert not any(hook for block in teacher.transformer.h for hook in block.attn._forward_hooks.values())
+
+
+def test_distillation_loss_is_zero_when_the_student_is_the_teacher(tmp_path):
+    teacher = tiny_gpt2()
+    student = transplant_gpt2(teacher, ["attention"] * 3)
+    from transformers import TrainingArguments
+
+    trainer = DistillationTrainer(model=student, args=TrainingArguments(tmp_path, report_to="none"), teacher=teacher,
+                                  lm_weight=0.0)
+    ids = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(4))
+    assert abs(trainer.compute_loss(student, {"input_ids": ids, "labels": ids}).item()) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory):
+    """A random tiny GPT-2 with a BPE trained on part of the corpus, saved as `fiftynet convert` expects."""
+    folder = tmp_path_factory.mktemp("teacher")
+    tokenizer = train_bpe([load_corpus("train")[:200_000]], vocab_size=400)
+    torch.manual_seed(0)
+    build_teacher("tiny", len(tokenizer), 64, tokenizer.eos_token_id).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+STEPS = ["--block_size", "64", "--calibration_blocks", "4", "--layerwise_steps", "3", "--max_steps", "2",
+         "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "32", "--report_to", "none",
+         "--validation_data"]
+
+
+@pytest.fixture(scope="module")
+def validation_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "validation.txt"
+    path.write_text(load_corpus("validation")[:20_000])
+    return path
+
+
+def test_convert_end_to_end_writes_a_loadable_model_and_the_stage_report(teacher_folder, validation_file, tmp_path):
+    out = tmp_path / "converted"
+    cli.main(["convert", "--teacher", str(teacher_folder), "--out", str(out), "--keep_attention", "1",
+              *STEPS, str(validation_file), "--data", str(validation_file), "--save_steps", "1"])
+    report = json.loads((out / "report.json").read_text())
+    assert [entry["stage"] for entry in report["stages"]] == ["teacher", "spectral_init", "layerwise", "end_to_end"]
+    assert report["mixer_types"] == ["spectral_conv", "attention", "spectral_conv", "spectral_conv"]
+    assert report["stages"][2]["tokens"] == 3 * 2 * 64 and report["stages"][3]["tokens"] == 2 * 2 * 64
+    final, teacher = report["stages"][-1], report["stages"][0]
+    assert final["perplexity_vs_teacher"] == final["perplexity"] / teacher["perplexity"]
+
+    model = AutoModelForCausalLM.from_pretrained(out / "model", trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    assert model.config.mixer_types == report["mixer_types"] and len(tokenizer) == model.config.vocab_size
+    ids = tokenizer("In the beginning", return_tensors="pt")["input_ids"]
+    assert model.generate(ids, max_new_tokens=5, do_sample=False).shape == (1, ids.shape[1] + 5)
+    card = ModelCard.load(out / "model" / "README.md")
+    assert {result.metric_type for result in card.data.eval_results} >= {"perplexity", "bits_per_byte"}
+    assert "| end_to_end |" in card.text and "| spectral_init |" in card.text
+
+    # --resume skips the finished stages and continues the end-to-end stage from its last checkpoint.
+    cli.main(["convert", "--teacher", str(teacher_folder), "--out", str(out), "--keep_attention", "1", "--resume",
+              *STEPS, str(validation_file), "--data", str(validation_file), "--max_steps", "3"])
+    resumed = json.loads((out / "report.json").read_text())
+    assert resumed["stages"][:3] == report["stages"][:3]
+    assert resumed["stages"][3]["tokens"] == 3 * 2 * 64
+
+
+def test_convert_with_lora_and_compression(teacher_folder, validation_file, tmp_path):
+    out = tmp_path / "converted"
+    cli.main(["convert", "--teacher", str(teacher_folder), "--out", str(out), "--mixer", "fftnet", "--lora",
+              "--compress", "int8", *STEPS, str(validation_file), "--data", str(validation_file)])
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"][-1]["stage"] == "compressed"
+    model = AutoModelForCausalLM.from_pretrained(out / "model", trust_remote_code=True)
+    assert model.config.compression["method"] == "int8"
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_bad_conversion_input(teacher_folder, tmp_path, capsys):
+    base = ["convert", "--teacher", str(teacher_folder), "--out", str(tmp_path / "out"), "--report_to", "none"]
+    assert "--keep_attention [7]: the teacher has layers 0 to 3" in fails_with([*base, "--keep_attention", "7"],
+                                                                                capsys)
+    assert "--mixer 'attention' is not one of" in fails_with([*base, "--mixer", "attention"], capsys)
+    assert "exceeds the teacher's n_positions=64" in fails_with([*base, "--block_size", "128"], capsys)
+    fiftynet = tmp_path / "fiftynet"
+    FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1)).save_pretrained(fiftynet)
+    error = fails_with(["convert", "--teacher", str(fiftynet), "--out", str(tmp_path / "out")], capsys)
+    assert "is a FiftyNetForCausalLM; the conversion takes a GPT2LMHeadModel" in error
