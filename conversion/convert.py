@@ -108,7 +108,9 @@ def parse_arguments(argv: list[str] | None) -> tuple[ConvertArguments, TrainingA
 def load_teacher(name_or_path: str) -> GPT2LMHeadModel:
     teacher = from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "teacher", dtype=torch.float32)
     if not isinstance(teacher, GPT2LMHeadModel):
-        raise UsageError(f"--teacher {name_or_path} is a {type(teacher).__name__}; the conversion takes a GPT2LMHeadModel")
+        raise UsageError(
+            f"--teacher {name_or_path} is a {type(teacher).__name__}; the conversion takes a GPT2LMHeadModel"
+        )
     return teacher.eval()
 
 
@@ -193,7 +195,8 @@ def end_to_end_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausal
         model=model, args=training_args, train_dataset=data.train, data_collator=collate_blocks, teacher=teacher,
         kl_weight=args.kl_weight, lm_weight=args.lm_weight, temperature=args.temperature,
     )
-    checkpoint = get_last_checkpoint(training_args.output_dir) if args.resume and Path(training_args.output_dir).is_dir() else None
+    resumable = args.resume and Path(training_args.output_dir).is_dir()
+    checkpoint = get_last_checkpoint(training_args.output_dir) if resumable else None
     result = trainer.train(resume_from_checkpoint=checkpoint)
     if args.lora:
         student = model.merge_and_unload()
