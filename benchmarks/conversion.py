@@ -55,8 +55,8 @@ def main() -> None:
         teacher.main(["--size", args.teacher_size, "--output_dir", str(args.teacher), "--max_steps",
                       str(args.teacher_steps), *precision])
     teacher_report = json.loads((args.teacher / "teacher_report.json").read_text())
-    block_size = json.loads((args.teacher / "config.json").read_text())["n_positions"]
-    num_layers = json.loads((args.teacher / "config.json").read_text())["n_layer"]
+    teacher_config = json.loads((args.teacher / "config.json").read_text())
+    block_size, num_layers = teacher_config["n_positions"], teacher_config["n_layer"]
     budget = int(args.budget * teacher_report["training_tokens"])
     layerwise_steps = budget_steps(int(args.layerwise_share * budget), args.batch_size, block_size)
     end_to_end_steps = budget_steps(budget - layerwise_steps * args.batch_size * block_size, args.batch_size, block_size)

@@ -37,7 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetForCausalLM
-from training.data import LanguageModelingData, load_texts, prepare_data
+from training.data import DataArguments, LanguageModelingData, load_texts, prepare_data
 from training.errors import UsageError
 from training.evaluation import collate_blocks, evaluate_blocks
 from training import train
@@ -49,22 +49,14 @@ from .distill import DistillationTrainer, LayerwiseDistillation
 from .transplant import SPECTRAL_MIXERS, attention_by_distance, spectral_init, transplant_gpt2
 
 
-@dataclass
-class ConvertArguments:
+@dataclass(kw_only=True)  # keyword-only, so that required fields may follow DataArguments' defaults
+class ConvertArguments(DataArguments):
     teacher: str = field(metadata={"help": "a GPT2LMHeadModel folder or Hub id (gpt2, distilgpt2, gpt2-medium, ...)"})
     out: str = field(metadata={"help": "output folder"})
     mixer: str = field(default="spectral_conv", metadata={"help": f"the new mixer: {', '.join(SPECTRAL_MIXERS)}"})
     keep_attention: list[int] = field(
         default_factory=list, metadata={"help": "indices of layers that keep their attention (a hybrid)"}
     )
-    data: list[str] | None = field(
-        default=None, metadata={"help": "text files or folders of .txt files (default: the bundled corpus)"}
-    )
-    validation_data: list[str] | None = field(default=None, metadata={"help": "validation text files"})
-    dataset_name: str | None = field(default=None, metadata={"help": "a `datasets` name on the Hub (downloads)"})
-    dataset_config: str | None = field(default=None)
-    text_column: str = field(default="text")
-    validation_fraction: float = field(default=0.05)
     block_size: int | None = field(
         default=None, metadata={"help": "tokens per sequence (default: the teacher's n_positions, at most 1024)"}
     )
@@ -121,11 +113,6 @@ def student_mixers(args: ConvertArguments, num_layers: int) -> list[str]:
     if outside:
         raise UsageError(f"--keep_attention {outside}: the teacher has layers 0 to {num_layers - 1}")
     return ["attention" if layer in args.keep_attention else args.mixer for layer in range(num_layers)]
-
-
-def tokens_per_step(training_args: TrainingArguments, block_size: int) -> int:
-    return (training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-            * training_args.world_size * block_size)
 
 
 class ConversionReport:
@@ -233,7 +220,7 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     block_size = args.block_size or min(1024, teacher.config.n_positions)
     if block_size > teacher.config.n_positions:
         raise UsageError(f"--block_size {block_size} exceeds the teacher's n_positions={teacher.config.n_positions}")
-    texts = load_texts(args.data, args.validation_data, args.dataset_name, args.dataset_config, args.text_column)
+    texts = load_texts(args)
     data = prepare_data(texts, tokenizer, block_size, args.validation_fraction)
 
     def evaluate(model: PreTrainedModel) -> dict:
@@ -242,7 +229,7 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     report = ConversionReport(
         out / "report.json", is_writer=training_args.should_save, teacher=args.teacher, mixer_types=mixer_types,
         data=data.name, block_size=block_size, validation_tokens=len(data.validation) * block_size,
-        arguments=asdict(args), tokens_per_step=tokens_per_step(training_args, block_size),
+        arguments=asdict(args), tokens_per_step=train.sequences_per_step(training_args) * block_size,
     )
     if not report.has("teacher"):
         report.add("teacher", evaluate(teacher))

@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "size": args.size,
         "parameters": model.num_parameters(),
-        "training_tokens": trainer.state.global_step * training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps * training_args.world_size * args.block_size,
+        "training_tokens": trainer.state.global_step * train.sequences_per_step(training_args) * args.block_size,
         "data": data.name,
         "validation": metrics,
     }

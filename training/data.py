@@ -5,7 +5,7 @@ tokenizer's end-of-sequence token into one stream, which is cut into blocks of `
 token of a block is a training target.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,6 +14,24 @@ from transformers import PreTrainedConfig, PreTrainedTokenizerBase
 
 from .corpus import CORPUS_NAME, load_corpus
 from .errors import UsageError
+
+
+@dataclass
+class DataArguments:
+    """Where the text comes from, for the commands that train (`fiftynet train`, `fiftynet convert`)."""
+
+    data: list[str] | None = field(
+        default=None, metadata={"help": "text files or folders of .txt files (default: the bundled corpus)"}
+    )
+    validation_data: list[str] | None = field(
+        default=None, metadata={"help": "validation text files (default: hold out --validation_fraction)"}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "a `datasets` name on the Hub (downloads)"})
+    dataset_config: str | None = field(default=None, metadata={"help": "the `datasets` configuration name"})
+    text_column: str = field(default="text", metadata={"help": "the column of --dataset_name holding the text"})
+    validation_fraction: float = field(
+        default=0.05, metadata={"help": "share of the token stream held out when there is no validation text"}
+    )
 
 
 @dataclass
@@ -81,16 +99,13 @@ def hub_texts(name: str, config: str | None, column: str) -> Texts:
     return Texts(splits["train"][column], validation, f"{name}" + (f" ({config})" if config else ""))
 
 
-def load_texts(
-    files: list[str] | None, validation_files: list[str] | None, dataset: str | None, dataset_config: str | None,
-    text_column: str,
-) -> Texts:
+def load_texts(args: DataArguments) -> Texts:
     """Local files if given, else a `datasets` name if given, else the bundled corpus and its validation split."""
-    if files:
-        validation = read_text_files(validation_files) if validation_files else None
-        return Texts(read_text_files(files), validation, ", ".join(Path(file).name for file in files))
-    if dataset:
-        return hub_texts(dataset, dataset_config, text_column)
+    if args.data:
+        validation = read_text_files(args.validation_data) if args.validation_data else None
+        return Texts(read_text_files(args.data), validation, ", ".join(Path(file).name for file in args.data))
+    if args.dataset_name:
+        return hub_texts(args.dataset_name, args.dataset_config, args.text_column)
     return Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
 
 

@@ -31,7 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 
-from .data import LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
+from .data import DataArguments, LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
 from .errors import UsageError
 from .evaluation import IGNORE_KEYS, load_model, trainer_evaluation
 from .lora import LoraArguments, add_lora
@@ -40,19 +40,7 @@ from .tokenizer import load_tokenizer
 
 
 @dataclass
-class TrainScriptArguments:
-    data: list[str] | None = field(
-        default=None, metadata={"help": "text files or folders of .txt files (default: the bundled corpus)"}
-    )
-    validation_data: list[str] | None = field(
-        default=None, metadata={"help": "validation text files (default: hold out --validation_fraction)"}
-    )
-    dataset_name: str | None = field(default=None, metadata={"help": "a `datasets` name on the Hub (downloads)"})
-    dataset_config: str | None = field(default=None, metadata={"help": "the `datasets` configuration name"})
-    text_column: str = field(default="text", metadata={"help": "the column of --dataset_name holding the text"})
-    validation_fraction: float = field(
-        default=0.05, metadata={"help": "share of the token stream held out when there is no validation text"}
-    )
+class TrainScriptArguments(DataArguments):
     block_size: int = field(default=256, metadata={"help": "tokens per training sequence"})
     tokenizer: str | None = field(
         default=None,
@@ -155,6 +143,11 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def sequences_per_step(args: TrainingArguments) -> int:
+    """Training sequences per optimizer step, over all processes."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+
 def evaluation_text(script: TrainScriptArguments, texts: Texts) -> tuple[str, str]:
     """The name and split of the text the validation metrics are measured on, for the model card."""
     if texts.validation is None:
@@ -192,8 +185,8 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
         source = f"preset {script.preset or 'tiny'}{overridden}"
     summary = (
         f"`fiftynet train` ({source}): {trainer.state.global_step} steps of "
-        f"{trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size}"
-        f" blocks of {data.train[0]['input_ids'].numel()} tokens ({len(tokenizer)}-token {type(tokenizer).__name__}) "
+        f"{sequences_per_step(trainer.args)} blocks of {data.train[0]['input_ids'].numel()} tokens "
+        f"({len(tokenizer)}-token {type(tokenizer).__name__}) "
         f"on {data.name}, on {trainer.args.device}."
     )
     measurements = [
@@ -222,8 +215,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(script.tokenizer or script.model or "byte")
     model = build_model(script, tokenizer)
-    texts = load_texts(script.data, script.validation_data, script.dataset_name, script.dataset_config,
-                       script.text_column)
+    texts = load_texts(script)
     data = prepare_data(texts, tokenizer, script.block_size, script.validation_fraction)
     if lora_args.lora:
         try:
