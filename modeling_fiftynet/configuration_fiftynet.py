@@ -113,6 +113,9 @@ class FiftyNetConfig(PreTrainedConfig):
             Whether the model returns its recurrent state ([`FiftyNetCache`]) for incremental decoding.
         tie_word_embeddings (`bool`, defaults to `True`):
             Whether the LM head shares the input embedding matrix.
+        chunk_head_size (`int`, defaults to 0):
+            Number of tokens beyond the next one that the chunk head ([`FiftyNetChunkHead`]) drafts from each
+            position, for [`FiftyNetForCausalLM.generate_with_chunk_head`]; 0: no chunk head.
         compression (`dict`, *optional*):
             Set by `fiftynet compress`: which Linear layers of the backbone are stored compressed and how
             (`{"method", "ratio", "modules", "layers": {path: structure}}`, see `modeling_fiftynet.compression`). The
@@ -169,6 +172,7 @@ class FiftyNetConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = True
+    chunk_head_size: int = 0
     compression: dict | None = None
     pad_token_id: int | None = 256
     bos_token_id: int | None = 257
@@ -205,6 +209,8 @@ class FiftyNetConfig(PreTrainedConfig):
             for token_id in token_ids if isinstance(token_ids, list) else [token_ids]:
                 if token_id is not None and not 0 <= token_id < self.vocab_size:
                     raise ValueError(f"{name}={token_id} is outside the vocabulary [0, {self.vocab_size})")
+        if self.chunk_head_size < 0:
+            raise ValueError(f"chunk_head_size must be 0 (no chunk head) or positive, got {self.chunk_head_size}")
         if self.intermediate_size is not None and self.intermediate_size < 1:
             raise ValueError(f"intermediate_size must be a positive integer, got {self.intermediate_size}")
         if not 0 < self.filter_decay_min <= self.filter_decay_max:

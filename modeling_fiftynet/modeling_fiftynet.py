@@ -1,6 +1,8 @@
 """PyTorch FiftyNet: causal language models that mix tokens with FFT long convolutions instead of attention."""
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,7 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from transformers.utils import can_return_tuple
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .compression import build_compressed_layers
 from .configuration_fiftynet import FiftyNetConfig
@@ -23,6 +25,7 @@ from .spectral_ops import (
     at_least_float32,
     fft_causal_conv,
     frequency_response_to_kernel,
+    modal_causal_conv,
     modrelu,
     rotary_angles,
     rotate_pairs,
@@ -39,20 +42,33 @@ class FiftyNetMixerState:
       filter still reaches; `"fftnet"` also `context_sum` `(batch, hidden_size)` and `context_count` `(batch, 1)`.
     - `"attention"`: `keys` and `values` `(batch, heads, past_len, head_dim)`.
     Only attention's state grows with the context.
+
+    Rolling back. A state summarises the past, so it cannot forget tokens by itself. After `activate_past_recording()`
+    (as transformers' assisted generation calls it), each forward call also keeps, for every tensor it updates, a
+    `replay(kept)` that rebuilds the tensor as if only the first `kept` tokens of that call had been seen. `crop` then
+    removes tokens of the last call exactly, which is what speculative decoding needs to reject drafted tokens.
     """
 
     is_compileable = False
-    is_croppable = False
     is_sliding = False
     supports_early_init = False
 
     def __init__(self):
         self.tensors: dict[str, torch.Tensor] = {}
         self.seq_length = 0
+        self.record_past = False
+        # Replays recorded during the current call, and those of the last finished call with its token count.
+        self._pending_replays: dict[str, Callable[[int], torch.Tensor]] = {}
+        self._last_replays: dict[str, Callable[[int], torch.Tensor]] = {}
+        self._last_length = 0
 
     @property
     def is_initialized(self) -> bool:
         return bool(self.tensors)
+
+    @property
+    def is_croppable(self) -> bool:
+        return self.record_past
 
     def get_seq_length(self) -> int:
         return self.seq_length
@@ -60,12 +76,52 @@ class FiftyNetMixerState:
     def get_max_length(self) -> int:
         return -1
 
+    def store(self, name: str, value: torch.Tensor, replay: Callable[[int], torch.Tensor]) -> None:
+        """Sets `tensors[name] = value`; `replay(kept)` gives the value after only the first `kept` tokens of this
+        call (kept only while recording the past)."""
+        self.tensors[name] = value
+        if self.record_past:
+            self._pending_replays[name] = replay
+
+    def advance(self, num_tokens: int) -> None:
+        """Counts the `num_tokens` tokens of the call that just updated the state."""
+        self.seq_length += num_tokens
+        self._last_replays, self._pending_replays = self._pending_replays, {}
+        self._last_length = num_tokens if self._last_replays else 0
+
+    def activate_past_recording(self) -> None:
+        self.record_past = True
+
+    def crop(self, tokens_to_remove: int) -> None:
+        """Forgets the last `-tokens_to_remove` tokens (a negative count, as in transformers' caches; a positive value
+        is the length to keep). Only tokens of the last forward call made while recording the past can be removed."""
+        remove = -tokens_to_remove if tokens_to_remove <= 0 else self.seq_length - tokens_to_remove
+        if remove == 0:
+            return
+        if not self.record_past:
+            raise ValueError(
+                "A FiftyNet state summarises the whole past and forgets tokens only while it records the past: call "
+                "`cache.activate_past_recording()` before the forward call whose tokens you may remove."
+            )
+        if not 0 < remove <= self._last_length:
+            raise ValueError(
+                f"Cannot remove {remove} token(s): only the {self._last_length} token(s) of the last forward call can "
+                "be removed from a FiftyNet state."
+            )
+        self._last_length -= remove
+        self.seq_length -= remove
+        for name, replay in self._last_replays.items():
+            self.tensors[name] = replay(self._last_length)
+
     def _apply_to_states(self, fn) -> None:
         self.tensors = {name: fn(tensor) for name, tensor in self.tensors.items()}
+        # Recorded replays refer to the old batch order.
+        self._last_replays, self._last_length = {}, 0
 
     def reset(self) -> None:
         self.tensors = {}
         self.seq_length = 0
+        self._pending_replays, self._last_replays, self._last_length = {}, {}, 0
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._apply_to_states(lambda state: state.index_select(0, beam_idx.to(state.device)))
@@ -76,12 +132,10 @@ class FiftyNetMixerState:
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._apply_to_states(lambda state: state.repeat_interleave(repeats, dim=0))
 
-    def crop(self, tokens_to_remove: int) -> None:
-        if tokens_to_remove > 0:
-            raise ValueError(
-                "A FiftyNet state summarises the whole past and cannot forget tokens, so it cannot be cropped "
-                "(assisted generation needs a croppable cache)."
-            )
+
+def last_tokens(tensor: torch.Tensor, count: int) -> torch.Tensor:
+    """The last `count` positions of the last dimension (none for `count=0`)."""
+    return tensor[..., tensor.shape[-1] - count :]
 
 
 class FiftyNetCache(Cache):
@@ -192,31 +246,24 @@ class FiftyNetModalFilter(nn.Module):
         """Causal convolution of `(batch, channels, seq_len)` inputs with the filter; returns the same shape in
         float32.
 
-        Without a state it is one FFT convolution. With a state it also adds the contribution of the tokens seen
-        before (`Re(sum_n C_n lambda_n^(t+1) s_n)`) and advances the modes `s` over the new tokens; a single new
-        token is the recurrence `s <- lambda * s + u`, `y = Re(sum_n C_n s_n)`.
+        Several tokens go through [`modal_causal_conv`] (the chunked scan: a Triton kernel on CUDA when Triton is
+        installed, torch otherwise), which also continues from the modes `s` the state carries and gives the modes
+        after the last token. A single new token is the recurrence `s <- lambda * s + u`, `y = Re(sum_n C_n s_n)`.
         """
-        seq_len = inputs.shape[-1]
         residues = self.complex_residues()
+        log_poles = self.log_poles()
         past = state.tensors.get("filter_state") if state is not None else None
-        with torch.autocast(device_type=inputs.device.type, enabled=False):
-            inputs = at_least_float32(inputs)
-            if past is not None and seq_len == 1:
-                state.tensors["filter_state"] = self.poles() * past + inputs
-                return torch.einsum("dn,bdn->bd", residues, state.tensors["filter_state"]).real[..., None]
-
-            powers = self.powers(seq_len)
-            kernel = torch.einsum("dn,dnl->dl", residues, powers).real
-            outputs = fft_causal_conv(inputs, kernel)
-            if state is None:
-                return outputs
-            new_state = torch.einsum("bdl,dnl->bdn", inputs.to(powers.dtype), powers.flip(-1))
-            if past is not None:
-                poles = self.poles()
-                outputs = outputs + torch.einsum("dn,bdn,dnl->bdl", residues * poles, past, powers).real
-                new_state = new_state + past * powers[..., -1] * poles
-            state.tensors["filter_state"] = new_state
-            return outputs
+        if past is not None and inputs.shape[-1] == 1:
+            with torch.autocast(device_type=inputs.device.type, enabled=False):
+                inputs = at_least_float32(inputs)
+                modes = log_poles.exp() * past + inputs
+                outputs = torch.einsum("dn,bdn->bd", residues, modes).real[..., None]
+        else:
+            outputs, modes = modal_causal_conv(inputs, log_poles, residues, past)
+        if state is not None:
+            state.store("filter_state", modes,
+                        replay=lambda kept: modal_causal_conv(inputs[..., :kept], log_poles, residues, past)[1])
+        return outputs
 
 
 class FiftyNetFourierFilter(nn.Module):
@@ -265,7 +312,11 @@ class FiftyNetFourierFilter(nn.Module):
             if past is None:
                 past = inputs.new_zeros(*inputs.shape[:2], history)
             extended = torch.cat([past, inputs], dim=-1)
-            state.tensors["filter_inputs"] = extended[..., extended.shape[-1] - history :]
+            state.store(
+                "filter_inputs",
+                last_tokens(extended, history),
+                replay=lambda kept: last_tokens(extended[..., : history + kept], history),
+            )
             if seq_len == 1:
                 # One new token: a dot product with the reversed filter costs O(kernel_size), not an FFT.
                 return torch.einsum("bdk,fdk->bfd", extended, kernel.flip(-1))[..., None]
@@ -326,7 +377,11 @@ class FiftyNetSpectralConvMixer(nn.Module):
         past = inputs.new_zeros(batch_size, channels, history) if past is None else past.to(inputs.dtype)
         extended = torch.cat([past, inputs], dim=-1)
         if state is not None:
-            state.tensors["conv_inputs"] = extended[..., extended.shape[-1] - history :]
+            state.store(
+                "conv_inputs",
+                last_tokens(extended, history),
+                replay=lambda kept: last_tokens(extended[..., : history + kept], history),
+            )
         return self.short_conv(extended)
 
 
@@ -447,7 +502,11 @@ class FiftyNetAdaptiveSpectralMixer(FiftyNetFourierFilterMixer):
                 if "context_sum" in state.tensors:
                     sums = sums + state.tensors["context_sum"][:, None]
                     counts = counts + state.tensors["context_count"][:, None]
-                state.tensors["context_sum"], state.tensors["context_count"] = sums[:, -1], counts[:, -1]
+                for name, running in (("context_sum", sums), ("context_count", counts)):
+                    previous = state.tensors.get(name, torch.zeros_like(running[:, 0]))
+                    # Position k of `totals` is the total after the first k tokens of this call.
+                    totals = torch.cat([previous[:, None], running], dim=1)
+                    state.store(name, running[:, -1], replay=lambda kept, totals=totals: totals[:, kept])
             return sums / counts.clamp_min(1)
 
 
@@ -502,7 +561,8 @@ class FiftyNetAttention(nn.Module):
                 past_len = state.tensors["keys"].shape[2]
                 key = torch.cat([state.tensors["keys"], key], dim=2)
                 value = torch.cat([state.tensors["values"], value], dim=2)
-            state.tensors["keys"], state.tensors["values"] = key, value
+            for name, cached in (("keys", key), ("values", value)):
+                state.store(name, cached, replay=lambda kept, cached=cached: cached[:, :, : past_len + kept])
 
         mask = self._mask(attention_mask, past_len, seq_len, hidden_states.device)
         attended = F.scaled_dot_product_attention(
@@ -592,6 +652,63 @@ MIXER_CLASSES = {
 }
 
 
+class FiftyNetChunkHead(nn.Module):
+    """Drafts the `chunk_head_size` tokens after the next one from each position (the "piston engine" chunk head,
+    built as Medusa heads; Cai et al., 2024, arXiv 2401.10774).
+
+    Draft `j` (1-based) of position `t` guesses token `t + 1 + j`: the final hidden state `h` goes through its own
+    residual block `h + act(W_j h)` and then the model's LM head. The blocks start at zero, so every draft starts as
+    the next-token prediction. Drafts are only proposals: [`FiftyNetForCausalLM.generate_with_chunk_head`] checks each
+    one against the model before keeping it.
+    """
+
+    def __init__(self, config: FiftyNetConfig):
+        super().__init__()
+        # The drafts' blocks as one `(drafts, out, in)` weight: one batched product computes them all.
+        self.weight = nn.Parameter(torch.empty(config.chunk_head_size, config.hidden_size, config.hidden_size))
+        self.bias = nn.Parameter(torch.empty(config.chunk_head_size, config.hidden_size))
+        self.act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor, lm_head: nn.Module) -> torch.Tensor:
+        """`(batch, seq_len, hidden_size)` final hidden states -> `(batch, seq_len, chunk_head_size, vocab_size)`
+        draft logits."""
+        updates = torch.einsum("bld,jed->blje", hidden_states, self.weight) + self.bias
+        return lm_head(hidden_states[:, :, None] + self.act_fn(updates))
+
+
+@dataclass
+class FiftyNetCausalLMOutputWithPast(CausalLMOutputWithPast):
+    r"""
+    [`CausalLMOutputWithPast`] with the chunk head's drafts, when the model has one and they were asked for.
+
+    chunk_logits (`torch.FloatTensor` of shape `(batch, seq_len or logits_to_keep, chunk_head_size, vocab_size)`):
+        Logits of the chunk head: `chunk_logits[:, t, j - 1]` predicts token `t + 1 + j`.
+    chunk_loss (`torch.FloatTensor` of shape `()`):
+        Mean over the drafts of their cross-entropy against the labels shifted by `1 + j` (with `labels`).
+    """
+
+    chunk_logits: torch.FloatTensor | None = None
+    chunk_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class FiftyNetChunkGenerateOutput(ModelOutput):
+    r"""
+    What [`FiftyNetForCausalLM.generate_with_chunk_head`] returns with `return_dict_in_generate=True`.
+
+    sequences (`torch.LongTensor` of shape `(batch, prompt_len + new_tokens)`):
+        The prompts followed by the generated tokens, as greedy `generate()` gives them.
+    forward_passes (`int`):
+        Model calls made, the prefill included; greedy decoding makes one per new token.
+    accepted_drafts (`int`):
+        Drafted tokens that verification kept.
+    """
+
+    sequences: torch.LongTensor | None = None
+    forward_passes: int | None = None
+    accepted_drafts: int | None = None
+
+
 class FiftyNetBlock(GradientCheckpointingLayer):
     """Pre-norm residual block: `x + gate(mixer(norm(x)))`, then `x + mlp(norm(x))`; the mixer is
     `config.mixer_types[layer_idx]`."""
@@ -632,7 +749,7 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         if self.mixer_gate is not None:
             mixed = self.mixer_gate(normed, mixed)
         if state is not None:
-            state.seq_length += hidden_states.shape[1]
+            state.advance(hidden_states.shape[1])
         hidden_states = hidden_states + mixed
         return hidden_states + self.mlp(self.mlp_norm(hidden_states))
 
@@ -646,8 +763,6 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
     _skip_keys_device_placement = ["past_key_values"]
     # The filters hold decay rates and phases that half precision would round away; FFTs run in float32 anyway.
     _keep_in_fp32_modules_strict = ["filter"]
-    # The state is a recurrence over the whole past: it cannot be rolled back, as assisted generation would need.
-    _is_stateful = True
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -693,6 +808,10 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             init.ones_(module.local_weight)
         elif isinstance(module, FiftyNetAdaptiveSpectralMixer):
             init.zeros_(module.modrelu_bias)
+        elif isinstance(module, FiftyNetChunkHead):
+            # Every draft starts as the next-token prediction.
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
         # GPT-2's scaled init of the projections that write into the residual stream (two per block; FNet has none).
         if isinstance(module, (FiftyNetMLP, *MIXER_CLASSES.values())):
             output = module.down_proj if isinstance(module, FiftyNetMLP) else getattr(module, "out_proj", None)
@@ -919,12 +1038,22 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = FiftyNetModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.chunk_head = FiftyNetChunkHead(config) if config.chunk_head_size > 0 else None
         self.post_init()
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
-        # `generate` must not build a key/value cache: `forward` creates the FiftyNetCache on its first call.
+        # `generate` must not build a key/value cache: it gets a FiftyNetCache from the method below.
         return False
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs) -> None:
+        # Assisted generation needs the cache before the prefill, so `generate` starts from an empty FiftyNetCache.
+        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
+            model_kwargs["past_key_values"] = FiftyNetCache(self.config)
+            if generation_config.is_assistant:  # an assistant's drafts are rolled back when rejected
+                model_kwargs["past_key_values"].activate_past_recording()
+            return
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
 
     @can_return_tuple
     def forward(
@@ -938,19 +1067,23 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        output_chunk_logits: bool = False,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
+    ) -> FiftyNetCausalLMOutputWithPast:
         """
         Args:
             labels: `(batch, seq_len)` next-token targets, shifted inside the model (`labels = input_ids` works);
-                -100 is ignored.
+                -100 is ignored. With a chunk head, they also give its `chunk_loss` (`loss` stays the LM loss).
             logits_to_keep: compute logits for the last `logits_to_keep` positions only (0: all), or for the given
                 indices.
+            output_chunk_logits: also return the chunk head's draft logits for the kept positions.
             Other arguments: see [`FiftyNetModel.forward`].
 
         Returns:
-            [`CausalLMOutputWithPast`] with `logits` of shape `(batch, seq_len or logits_to_keep, vocab_size)`.
+            [`FiftyNetCausalLMOutputWithPast`] with `logits` of shape `(batch, seq_len or logits_to_keep, vocab_size)`.
         """
+        if output_chunk_logits and self.chunk_head is None:
+            raise ValueError("output_chunk_logits=True, but this model has no chunk head (config.chunk_head_size=0)")
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -964,16 +1097,120 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         kept = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, kept, :])
 
-        loss = None
+        loss = chunk_logits = chunk_loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        if self.chunk_head is not None and (output_chunk_logits or labels is not None):
+            chunk_logits = self.chunk_head(hidden_states[:, kept, :], self.lm_head)
+        if self.chunk_head is not None and labels is not None:
+            # Draft j at position t predicts labels[t + 1 + j]: the LM loss, with the labels moved j further left
+            # (each draft averaged over its own targets).
+            chunk_loss = torch.stack([
+                self.loss_function(
+                    logits=chunk_logits[:, : labels.shape[1] - draft, draft - 1].contiguous(),
+                    labels=labels[:, draft:],
+                    vocab_size=self.config.vocab_size,
+                )
+                for draft in range(1, self.config.chunk_head_size + 1)
+            ]).mean()
 
-        return CausalLMOutputWithPast(
+        return FiftyNetCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
             past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
+            chunk_logits=chunk_logits if output_chunk_logits else None,
+            chunk_loss=chunk_loss,
         )
+
+    @torch.no_grad()
+    def generate_with_chunk_head(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 20,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        return_dict_in_generate: bool = False,
+    ) -> torch.LongTensor | FiftyNetChunkGenerateOutput:
+        """Greedy decoding sped up by the chunk head (self-speculative decoding): each step feeds the next token and
+        the head's `chunk_head_size` drafts in one forward pass, keeps the drafts the model itself would have picked,
+        and rolls the cache back over the others (see [`FiftyNetMixerState`]). The kept tokens are those of greedy
+        `generate()` whatever the drafts; good drafts only mean fewer forward passes.
+
+        In a batch, every row keeps the drafts that all unfinished rows accept, so the rows stay aligned.
+
+        Args:
+            input_ids: `(batch, prompt_len)` prompts (left-padded in a batch, with `attention_mask`).
+            attention_mask: `(batch, prompt_len)`, 1 for tokens and 0 for padding.
+            max_new_tokens: number of tokens to generate (fewer if every row ends).
+            eos_token_id / pad_token_id: end-of-sequence id(s), and the id that fills a row after its end; default
+                to the generation config's.
+            return_dict_in_generate: return a [`FiftyNetChunkGenerateOutput`] with the number of forward passes
+                and accepted drafts instead of the sequences alone.
+
+        Returns:
+            `(batch, prompt_len + new_tokens)` token ids, or a [`FiftyNetChunkGenerateOutput`].
+        """
+        if self.chunk_head is None:
+            raise ValueError(
+                "generate_with_chunk_head drafts with the chunk head, but this model has no chunk head "
+                "(config.chunk_head_size=0); train one with `fiftynet chunk-head`."
+            )
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        eos_token_id = self.generation_config.eos_token_id if eos_token_id is None else eos_token_id
+        pad_token_id = self.generation_config.pad_token_id if pad_token_id is None else pad_token_id
+        eos_ids = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or [],
+                               dtype=torch.long, device=input_ids.device)
+        if len(eos_ids) and pad_token_id is None:
+            raise ValueError("pad_token_id is needed to fill the rows that end before the others")
+
+        outputs = self(input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1,
+                       output_chunk_logits=True)
+        # Recording starts after the prefill, whose tokens are never rolled back.
+        cache = outputs.past_key_values
+        cache.activate_past_recording()
+        drafts = outputs.chunk_logits[:, -1].argmax(-1)
+        verified = [outputs.logits[:, -1].argmax(-1)]  # greedy's next tokens, not yet appended
+        new_tokens, unfinished = [], torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        forward_passes, accepted_drafts = 1, 0
+        while True:
+            for token in verified:
+                if pad_token_id is not None:
+                    token = token.masked_fill(~unfinished, pad_token_id)
+                new_tokens.append(token)
+                unfinished &= ~torch.isin(token, eos_ids)
+                if len(new_tokens) == max_new_tokens or not unfinished.any():
+                    break
+            if len(new_tokens) == max_new_tokens or not unfinished.any():
+                break
+            # Drafts past the last token asked for would be wasted (and could pass learned positions' limit).
+            drafts = drafts[:, : max_new_tokens - len(new_tokens) - 1]
+            candidates = torch.cat([new_tokens[-1][:, None], drafts], dim=1)
+            if attention_mask is not None:
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones(candidates.shape)], dim=1)
+            outputs = self(candidates, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
+                           output_chunk_logits=True)
+            forward_passes += 1
+            # predicted[:, i] is greedy's token after candidates[:, : i + 1]; rows that ended accept anything.
+            predicted = outputs.logits.argmax(-1)
+            agrees = (predicted[:, :-1] == drafts) | ~unfinished[:, None]
+            accepted = int(agrees.long().cumprod(dim=1).sum(dim=1).min())
+            rejected = drafts.shape[1] - accepted
+            cache.crop(-rejected)
+            if attention_mask is not None:
+                attention_mask = attention_mask[:, : attention_mask.shape[1] - rejected]
+            accepted_drafts += accepted
+            verified = [*drafts[:, :accepted].unbind(1), predicted[:, accepted]]
+            drafts = outputs.chunk_logits[:, accepted].argmax(-1)
+
+        sequences = torch.cat([input_ids, torch.stack(new_tokens, dim=1)], dim=1)
+        if return_dict_in_generate:
+            return FiftyNetChunkGenerateOutput(
+                sequences=sequences, forward_passes=forward_passes, accepted_drafts=accepted_drafts
+            )
+        return sequences
 
 
 class FiftyNetForSequenceClassification(FiftyNetPreTrainedModel):

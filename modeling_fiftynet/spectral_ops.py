@@ -11,6 +11,19 @@ power-of-two sizes, and half precision loses too much of long filters. Float64 i
 import torch
 
 
+try:  # Triton is optional: without it (or off CUDA) `modal_causal_conv` runs its torch reference.
+    from .modal_conv_triton import modal_chunk_scan as modal_chunk_scan_triton
+    from .modal_conv_triton import supports as triton_supports
+except ImportError:
+    modal_chunk_scan_triton = triton_supports = None
+
+
+MODAL_CHUNK_SIZE = 64
+"""Tokens per chunk of `modal_causal_conv`. Per token, the chunked scan costs `chunk_size` multiply-adds for the
+convolution inside the chunk and about `4 * modes` for the carried state, so 64 balances the two at the default 16
+modes; it is also a power of two of at least 16, which the Triton kernel's matrix products need."""
+
+
 def fft_size(seq_len: int) -> int:
     """Smallest power of two >= 2 * seq_len: padding to 2L makes the circular FFT product a linear convolution."""
     return 1 << (2 * seq_len - 1).bit_length()
@@ -92,3 +105,135 @@ def rotate_pairs(hidden_states: torch.Tensor, angles: torch.Tensor) -> torch.Ten
         angles = at_least_float32(angles)
         rotated = pairs * torch.polar(torch.ones_like(angles), angles)
         return torch.view_as_real(rotated).flatten(-2).to(hidden_states.dtype)
+
+
+def modal_causal_conv(
+    inputs: torch.Tensor,
+    log_poles: torch.Tensor,
+    residues: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    *,
+    chunk_size: int = MODAL_CHUNK_SIZE,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal convolution with the modal filter `h[d, t] = Re(sum_n C[d, n] * lambda[d, n] ** t)`, `t >= 0`.
+
+    A sum of geometric sequences, the filter is the diagonal linear recurrence `s_t = lambda * s_{t-1} + u_t`,
+    `y_t = Re(sum_n C_n s_t,n)`, computed in chunks of `chunk_size` tokens (as Mamba-2's SSD): a small causal
+    Toeplitz product inside each chunk, the chunk's end state through a `(chunk_size, modes)` matrix of powers, a
+    scan of the states across chunks (`lambda ** chunk_size` per chunk) and the carried state's share of each chunk's
+    outputs through a `(modes, chunk_size)` matrix. Work `O(seq_len * (chunk_size + modes))` per channel, memory
+    `O(seq_len)`: no `(channels, modes, seq_len)` tensor, and the final state comes with the outputs.
+
+    Args:
+        inputs: `(batch, channels, seq_len)`, any real floating dtype.
+        log_poles: `(channels, modes)` complex `log(lambda)`, with negative real parts (`|lambda| < 1`).
+        residues: `(channels, modes)` complex `C`.
+        initial_state: `(batch, channels, modes)` complex state after earlier tokens, or None for none; output `t`
+            then also gets `Re(sum_n C_n lambda_n ** (t + 1) s_n)`.
+        chunk_size: tokens per chunk; any positive size gives the same result (the Triton kernels take 16, 32 or 64,
+            see `modal_conv_triton.supports`).
+        backend: `"triton"` (the kernels of `modal_conv_triton`), `"torch"` (the reference below), or None for the
+            kernels on CUDA whenever Triton is installed and takes the dtype and chunk size, else the reference.
+
+    Returns:
+        `outputs` `(batch, channels, seq_len)` and `final_state` `(batch, channels, modes)`, the state after the last
+        token: float32 and complex64 (float64 and complex128 for float64 inputs), whatever the autocast dtype.
+    """
+    batch_size, channels, seq_len = inputs.shape
+    if backend is None:
+        use_triton = (
+            triton_supports is not None and inputs.is_cuda and triton_supports(inputs, chunk_size, log_poles.shape[-1])
+        )
+        backend = "triton" if use_triton else "torch"
+    if backend == "triton" and modal_chunk_scan_triton is None:
+        raise ImportError("backend='triton' needs Triton >= 3.2 (pip install triton)")
+    if backend not in ("triton", "torch"):
+        raise ValueError(f"backend must be 'triton', 'torch' or None, not {backend!r}")
+    if backend == "torch":
+        # A sequence shorter than a chunk is one chunk of its own length (a few tokens of speculative decoding should
+        # not pay for 64 x 64 Toeplitz matrices); the result is the same for any chunk size.
+        chunk_size = max(1, min(chunk_size, seq_len))
+    with torch.autocast(device_type=inputs.device.type, enabled=False):
+        real_dtype = torch.promote_types(inputs.dtype, torch.float32)
+        complex_dtype = real_dtype.to_complex()
+        log_poles, residues = log_poles.to(complex_dtype), residues.to(complex_dtype)
+        if initial_state is None:
+            initial_state = log_poles.new_zeros(batch_size, *log_poles.shape)
+        initial_state = initial_state.to(complex_dtype)
+        if seq_len == 0:
+            return inputs.new_zeros(inputs.shape, dtype=real_dtype), initial_state
+
+        lags = torch.arange(chunk_size + 1, device=inputs.device, dtype=real_dtype)
+        powers = torch.exp(log_poles[..., None] * lags)  # (channels, modes, chunk_size + 1): lambda ** 0 .. T
+        operators = modal_chunk_operators(powers, residues)
+        if backend == "triton":
+            outputs, last_state = modal_chunk_scan_triton(inputs, *operators, initial_state)
+        else:
+            outputs, last_state = modal_chunk_scan_torch(inputs.to(real_dtype), *operators, initial_state)
+
+        # The last chunk may be short (`remainder` tokens): its end state is the final state.
+        remainder = seq_len - (seq_len - 1) // chunk_size * chunk_size
+        last_inputs = inputs[..., seq_len - remainder :].to(complex_dtype)
+        final_state = powers[..., remainder] * last_state + torch.einsum(
+            "bdj,dnj->bdn", last_inputs, powers[..., :remainder].flip(-1)
+        )
+        return outputs, final_state
+
+
+def modal_chunk_operators(
+    powers: torch.Tensor, residues: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The per-channel matrices of the chunked modal convolution, for chunks of `T = powers.shape[-1] - 1` tokens.
+
+    Args:
+        powers: `(channels, modes, T + 1)` complex `lambda ** k` for `k = 0 .. T`.
+        residues: `(channels, modes)` complex `C`.
+
+    Returns:
+        - `toeplitz` `(channels, T, T)` real, `[j, i] = h[i - j]` for `i >= j`, else 0: the filter inside a chunk,
+          `outputs = inputs @ toeplitz`.
+        - `state_in` `(channels, T, modes)` complex `lambda ** (T - 1 - j)`: a chunk's inputs to its end state.
+        - `state_out` `(channels, modes, T)` complex `C * lambda ** (i + 1)`: the state before a chunk to its outputs.
+        - `chunk_decay` `(channels, modes)` complex `lambda ** T`: the state across one chunk.
+    """
+    chunk_size = powers.shape[-1] - 1
+    impulse = torch.einsum("dn,dnk->dk", residues, powers[..., :chunk_size]).real  # h at lags 0 .. T - 1
+    lags = torch.arange(chunk_size, device=powers.device)
+    lag = lags - lags[:, None]  # [j, i] = i - j
+    toeplitz = impulse[:, lag.clamp(min=0)] * (lag >= 0)
+    state_in = powers[..., :chunk_size].flip(-1).transpose(1, 2)
+    state_out = residues[..., None] * powers[..., 1:]
+    return toeplitz, state_in, state_out, powers[..., chunk_size]
+
+
+def modal_chunk_scan_torch(
+    inputs: torch.Tensor,
+    toeplitz: torch.Tensor,
+    state_in: torch.Tensor,
+    state_out: torch.Tensor,
+    chunk_decay: torch.Tensor,
+    initial_state: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference chunked scan in plain torch (its Triton twin is `modal_conv_triton.modal_chunk_scan`).
+
+    Args:
+        inputs: `(batch, channels, seq_len)` real, in the dtype of `toeplitz`.
+        toeplitz, state_in, state_out, chunk_decay: from [`modal_chunk_operators`], for chunks of `T` tokens.
+        initial_state: `(batch, channels, modes)` complex state before the first token.
+
+    Returns:
+        `outputs` `(batch, channels, seq_len)` and the state before the last chunk `(batch, channels, modes)`: the
+        last chunk may be short, so its end state is left to the caller.
+    """
+    seq_len, chunk_size = inputs.shape[-1], toeplitz.shape[-1]
+    num_chunks = -(-seq_len // chunk_size)
+    chunks = torch.nn.functional.pad(inputs, (0, num_chunks * chunk_size - seq_len)).unflatten(-1, (num_chunks, -1))
+    outputs = torch.einsum("bdkj,dji->bdki", chunks, toeplitz)
+    increments = torch.einsum("bdkj,djn->bdkn", chunks.to(state_in.dtype), state_in)
+    states = [initial_state]  # the state before each chunk
+    for increment in increments[:, :, :-1].unbind(2):
+        states.append(chunk_decay * states[-1] + increment)
+    states = torch.stack(states, dim=2)
+    outputs = outputs + torch.einsum("bdkn,dni->bdki", states, state_out).real
+    return outputs.flatten(-2)[..., :seq_len], states[:, :, -1]

@@ -176,13 +176,13 @@ def test_a_folder_saved_by_the_oldest_supported_transformers_loads_here(tmp_path
     assert Version(saved_by) == Version(oldest), f"saved by {saved_by}; remake the fixture with transformers {oldest}"
     expected = load_file(tmp_path / "expected.safetensors")
 
-    # With this package's own classes ...
+    # With this package's own classes, whose long convolution may round differently from the code that saved it ...
     model = FiftyNetForCausalLM.from_pretrained(tmp_path / "model").eval()
     with torch.no_grad():
-        assert torch.equal(model(expected["ids"]).logits, expected["logits"])
+        torch.testing.assert_close(model(expected["ids"]).logits, expected["logits"], rtol=0, atol=1e-5)
     greedy = model.generate(expected["ids"], max_new_tokens=8, do_sample=False, pad_token_id=256)
     assert torch.equal(greedy, expected["greedy"])
-    # ... and through the remote code saved with it, without the package.
+    # ... and, bit for bit, through the remote code saved with it, without the package.
     run_isolated(
         """
         import torch

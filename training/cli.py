@@ -9,7 +9,7 @@ import argparse
 from conversion import compress, convert
 from hub_cards import push
 
-from . import evaluation, generate, quickstart, tokenizer, train
+from . import chunk_head, evaluation, generate, quickstart, tokenizer, train
 from .errors import UsageError
 
 
@@ -21,6 +21,7 @@ COMMANDS = {
     "generate": (generate.main, "sample from a saved model, streaming the text"),
     "tokenizer": (tokenizer.main, "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
     "lora": (train.lora_main, "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
+    "chunk-head": (chunk_head.main, "train a chunk head on a frozen FiftyNet: same greedy output in fewer forward passes"),
     "convert": (convert.main, "retune a GPT-2 into a FiftyNet: transplant, spectral init, distillation, report"),
     "compress": (compress.main, "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
     "push": (push.main, "upload a saved folder (weights, tokenizer, remote code, model card) to the Hugging Face Hub"),
