@@ -83,6 +83,14 @@ class FiftyNetMixerState:
         if self.record_past:
             self._pending_replays[name] = replay
 
+    def store_window(self, name: str, extended: torch.Tensor, size: int) -> None:
+        """Keeps the last `size` positions of `extended` (the previous window followed by this call's tokens, on the
+        last dimension) as `tensors[name]`."""
+        def window(kept: int) -> torch.Tensor:
+            return extended[..., kept : kept + size]
+
+        self.store(name, window(extended.shape[-1] - size), replay=window)
+
     def advance(self, num_tokens: int) -> None:
         """Counts the `num_tokens` tokens of the call that just updated the state."""
         self.seq_length += num_tokens
@@ -131,11 +139,6 @@ class FiftyNetMixerState:
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._apply_to_states(lambda state: state.repeat_interleave(repeats, dim=0))
-
-
-def last_tokens(tensor: torch.Tensor, count: int) -> torch.Tensor:
-    """The last `count` positions of the last dimension (none for `count=0`)."""
-    return tensor[..., tensor.shape[-1] - count :]
 
 
 class FiftyNetCache(Cache):
@@ -312,11 +315,7 @@ class FiftyNetFourierFilter(nn.Module):
             if past is None:
                 past = inputs.new_zeros(*inputs.shape[:2], history)
             extended = torch.cat([past, inputs], dim=-1)
-            state.store(
-                "filter_inputs",
-                last_tokens(extended, history),
-                replay=lambda kept: last_tokens(extended[..., : history + kept], history),
-            )
+            state.store_window("filter_inputs", extended, history)
             if seq_len == 1:
                 # One new token: a dot product with the reversed filter costs O(kernel_size), not an FFT.
                 return torch.einsum("bdk,fdk->bfd", extended, kernel.flip(-1))[..., None]
@@ -377,11 +376,7 @@ class FiftyNetSpectralConvMixer(nn.Module):
         past = inputs.new_zeros(batch_size, channels, history) if past is None else past.to(inputs.dtype)
         extended = torch.cat([past, inputs], dim=-1)
         if state is not None:
-            state.store(
-                "conv_inputs",
-                last_tokens(extended, history),
-                replay=lambda kept: last_tokens(extended[..., : history + kept], history),
-            )
+            state.store_window("conv_inputs", extended, history)
         return self.short_conv(extended)
 
 
