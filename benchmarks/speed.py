@@ -46,6 +46,7 @@ from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, PreTrainedMo
 import modeling_fiftynet
 from conversion.compress import peak_memory_bytes
 from modeling_fiftynet import FiftyNetCache, FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.modeling_fiftynet import CACHE_NAME
 from modeling_fiftynet.spectral_ops import fft_causal_conv
 
 # `--quick`, and the default on CPU: two lengths, fewer repeats, short prompts, so 2 cores finish in minutes.
@@ -252,13 +253,13 @@ def greedy_decode(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int,
     cache = FiftyNetCache(model.config) if isinstance(model, FiftyNetForCausalLM) else DynamicCache(config=model.config)
 
     def prefill() -> torch.Tensor:
-        logits = model(input_ids=prompt, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        logits = model(input_ids=prompt, **{CACHE_NAME: cache}, use_cache=True, logits_to_keep=1).logits
         return logits[:, -1].argmax(-1, keepdim=True)
 
     def decode(token: torch.Tensor) -> torch.Tensor:
         generated = []
         for _ in range(new_tokens):
-            logits = model(input_ids=token, past_key_values=cache, use_cache=True).logits
+            logits = model(input_ids=token, **{CACHE_NAME: cache}, use_cache=True).logits
             token = logits[:, -1].argmax(-1, keepdim=True)
             generated.append(token)
         return torch.cat(generated, dim=1)

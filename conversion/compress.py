@@ -29,6 +29,7 @@ from hub_cards.card import CardRecord, Measurement, source_name
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetForCausalLM
 from modeling_fiftynet.compression import CompressedLinear, check_compression_arguments, compress_layers
 from modeling_fiftynet.modeling_compressed_gpt2 import CompressedGPT2Config, CompressedGPT2LMHeadModel
+from modeling_fiftynet.saving import staged_folder
 from training.corpus import CORPUS_NAME, load_corpus
 from training.errors import UsageError
 
@@ -214,11 +215,12 @@ def run(args: argparse.Namespace) -> dict:
           "(nats per token, first 16 validation blocks)")
 
     model.config.compression["finetune_steps"] = args.finetune_steps
-    model.save_pretrained(args.out)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(args.out)
     tokens_per_byte = len(validation_ids) / len(load_corpus("validation").encode("utf-8"))
-    card_record(args, summary, stored, validation.numel(), tokens_per_byte).save(args.out, model.config)
+    with staged_folder(args.out) as folder:  # moved into place whole, so an earlier --out stays loadable until then
+        model.save_pretrained(folder)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+        card_record(args, summary, stored, validation.numel(), tokens_per_byte).save(folder, model.config)
     reloaded = AutoModelForCausalLM.from_pretrained(args.out, trust_remote_code=True).eval()
     probe = validation[:2]
     with torch.no_grad():

@@ -37,6 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetForCausalLM
+from modeling_fiftynet.saving import staged_folder
 from training.data import DataArguments, LanguageModelingData, load_texts, prepare_data
 from training.errors import UsageError
 from training.evaluation import collate_blocks, evaluate_blocks
@@ -263,9 +264,7 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
 def save_student(student: FiftyNetForCausalLM, tokenizer, report: ConversionReport, args: ConvertArguments,
                  folder: Path) -> None:
     """The Hub-ready folder: weights, config, remote code, the teacher's tokenizer, and the card (with the stage
-    table) and its record."""
-    student.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    table) and its record, written beside `folder` and moved into place whole."""
     stages = report.data["stages"]
     replaced = sum(mixer != "attention" for mixer in report.data["mixer_types"])
     summary = (
@@ -280,11 +279,15 @@ def save_student(student: FiftyNetForCausalLM, tokenizer, report: ConversionRepo
         Measurement(key, name, stages[-1][key], report.data["data"], "validation", dataset_type)
         for key, name in (("perplexity", "Perplexity"), ("bits_per_byte", "Bits per byte"))
     ]
-    CardRecord(
+    record = CardRecord(
         model_name=Path(args.out).resolve().name, training_summary=summary, measurements=measurements,
         base_model=hub_model_id(args.teacher), datasets=[args.dataset_name] if args.dataset_name else [],
         num_parameters=student.num_parameters(),
-    ).save(folder, student.config)
+    )
+    with staged_folder(folder) as staged:
+        student.save_pretrained(staged)
+        tokenizer.save_pretrained(staged)
+        record.save(staged, student.config)
 
 
 def main(argv: list[str] | None = None) -> dict:

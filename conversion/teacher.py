@@ -11,10 +11,10 @@ a conversion's budget is read as a fraction of the teacher's own training tokens
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
+from modeling_fiftynet.saving import staged_folder
 from training import train
 from training.corpus import CORPUS_NAME, load_corpus
 from training.data import Texts, prepare_data
@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> dict:
         "validation": metrics,
     }
     if trainer.is_world_process_zero():
-        output_dir = Path(training_args.output_dir)
-        model.save_pretrained(output_dir)
-        tokenizer.save_pretrained(output_dir)
-        (output_dir / "teacher_report.json").write_text(json.dumps(report, indent=2))
+        with staged_folder(training_args.output_dir) as folder:  # moved into place whole, beside the checkpoints
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            (folder / "teacher_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     return report
 

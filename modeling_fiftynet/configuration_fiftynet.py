@@ -1,7 +1,11 @@
 """FiftyNet model configuration."""
 
+import os
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+
+from .saving import staged_folder
 
 
 MIXER_TYPES = ("spectral_conv", "nfo", "fftnet", "attention", "fnet")
@@ -12,6 +16,8 @@ MIXER_GATES = ("none", "glu", "phase")
 EMBEDDING_TYPES = ("real", "complex")
 NORM_TYPES = ("rms_norm", "layer_norm")
 MLP_TYPES = ("gated", "plain")
+# The special tokens of FiftyNetByteTokenizer, after its 256 bytes: the default ids of the config.
+BYTE_SPECIAL_TOKEN_IDS = {"pad_token_id": 256, "bos_token_id": 257, "eos_token_id": 258}
 
 
 @strict
@@ -46,7 +52,10 @@ class FiftyNetConfig(PreTrainedConfig):
               [`FiftyNetModel`] and [`FiftyNetForSequenceClassification`] accept it.
         mixer_types (`list[str]`, *optional*):
             The token mixer of each block, e.g. `["spectral_conv", "attention", "spectral_conv", "attention"]` for a
-            hybrid stack. Defaults to `mixer_type` repeated `num_hidden_layers` times.
+            hybrid stack. Defaults to `mixer_type` repeated `num_hidden_layers` times, and while it is that
+            repetition it follows later changes of either field (`config.num_hidden_layers = 4`,
+            `from_pretrained(..., mixer_type="nfo")`). A list whose entries are all one mixer sets `mixer_type` to it.
+            A per-block list is kept as given, so its length must then match `num_hidden_layers`.
         mixer_gate (`str`, defaults to `"none"`):
             Output gate applied to every mixer, per token: `"glu"` multiplies by `sigmoid(W x)`; `"phase"` views the
             output as `hidden_size / 2` complex numbers and multiplies each by `sigmoid(a(x)) * exp(i * theta(x))`, a
@@ -121,7 +130,8 @@ class FiftyNetConfig(PreTrainedConfig):
             (`{"method", "ratio", "modules", "layers": {path: structure}}`, see `modeling_fiftynet.compression`). The
             model then builds those layers compressed, and `from_pretrained` fills them from the checkpoint.
         pad_token_id / bos_token_id / eos_token_id (`int`, defaults to 256 / 257 / 258):
-            Special token ids of [`FiftyNetByteTokenizer`].
+            Special token ids of [`FiftyNetByteTokenizer`]. A vocabulary too small to hold one of these defaults has
+            no such token (None) unless an id inside it is given.
 
     Example:
 
@@ -133,6 +143,9 @@ class FiftyNetConfig(PreTrainedConfig):
     ```"""
 
     model_type = "fiftynet"
+    # The cache is not a prediction: the Trainer leaves it out of evaluation outputs (its name since and before
+    # transformers 5.24).
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
     # GPT-2 style names, so configs written for GPT-2 tooling read naturally.
     attribute_map = {
         "n_embd": "hidden_size",
@@ -186,6 +199,33 @@ class FiftyNetConfig(PreTrainedConfig):
             self.intermediate_size = -(-8 * self.hidden_size // 3 // 64) * 64 if gated else 4 * self.hidden_size
         if self.mixer_types is None:
             self.mixer_types = [self.mixer_type] * self.num_hidden_layers
+        elif self.mixer_types and len(set(self.mixer_types)) == 1:
+            self.mixer_type = self.mixer_types[0]  # one mixer for every block: mixer_types now follows mixer_type
+        for name, default in BYTE_SPECIAL_TOKEN_IDS.items():
+            if getattr(self, name) == default and default >= self.vocab_size:
+                setattr(self, name, None)
+
+    def __setattr__(self, name, value):
+        name = self.attribute_map.get(name, name)
+        follows = name in ("num_hidden_layers", "mixer_type") and self._mixer_types_follow_mixer_type()
+        super().__setattr__(name, value)
+        if follows:
+            super().__setattr__("mixer_types", [self.mixer_type] * self.num_hidden_layers)
+
+    def _mixer_types_follow_mixer_type(self) -> bool:
+        """Whether `mixer_types` is unset or `mixer_type` repeated, i.e. derived rather than chosen per block."""
+        mixer_types = self.__dict__.get("mixer_types")
+        return mixer_types is None or mixer_types == [self.mixer_type] * len(mixer_types)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """`PreTrainedConfig.save_pretrained`, validating before anything is written (transformers writes the code
+        files first) and writing the folder beside `save_directory` before moving it into place (see
+        `saving.staged_folder`)."""
+        self.validate_architecture()
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", os.path.basename(os.path.abspath(save_directory)))
+        with staged_folder(save_directory) as staged:
+            super().save_pretrained(staged, *args, **kwargs)
 
     def validate_architecture(self):
         """Rejects settings the model cannot be built from, naming the field."""

@@ -1,8 +1,10 @@
 """PyTorch FiftyNet: causal language models that mix tokens with FFT long convolutions instead of attention."""
 
 import math
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,10 +19,11 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .compression import build_compressed_layers
-from .configuration_fiftynet import FiftyNetConfig
+from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, FiftyNetConfig
+from .saving import staged_folder
 from .spectral_ops import (
     at_least_float32,
     fft_causal_conv,
@@ -30,6 +33,51 @@ from .spectral_ops import (
     rotary_angles,
     rotate_pairs,
 )
+
+
+logger = logging.get_logger(__name__)
+
+# transformers 5.24 renamed the cache argument of `forward` and the cache field of model outputs from
+# `past_key_values` to `cache`. `generate` passes the cache to the model, and reads it back from the outputs, under the
+# name the output classes declare, so the running release's output classes tell which name to write. `forward`
+# accepts both.
+CACHE_NAME = "cache" if "cache" in {field.name for field in fields(CausalLMOutputWithPast)} else "past_key_values"
+
+# Keyword arguments that transformers passes to every model and that FiftyNet accepts without using: the loss
+# normaliser of gradient accumulation is given to the loss; `output_attentions` may only ask for no attention weights.
+# Anything else is refused by name, so that an argument renamed in a later release fails instead of being dropped.
+ACCEPTED_EXTRA_KWARGS = ("num_items_in_batch", "output_attentions")
+
+
+# Top-level modules of FiftyNetModel: checkpoint weights under them belong to the backbone.
+BACKBONE_MODULES = ("embed_tokens", "embed_positions", "layers", "norm")
+PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _as_list(token_ids: int | list[int] | None) -> list[int]:
+    return [] if token_ids is None else token_ids if isinstance(token_ids, list) else [token_ids]
+
+
+def check_extra_kwargs(method: str, kwargs: dict) -> None:
+    """Raises for keyword arguments `method` does not take, and for `output_attentions=True`."""
+    unknown = sorted(set(kwargs) - set(ACCEPTED_EXTRA_KWARGS))
+    if unknown:
+        raise TypeError(f"{method}() got unexpected keyword argument(s) {', '.join(unknown)}")
+    if kwargs.get("output_attentions"):
+        raise ValueError("output_attentions=True is not supported: FiftyNet's mixers return no attention weights")
+
+
+def one_cache(cache: "FiftyNetCache | None", past_key_values: "FiftyNetCache | None") -> "FiftyNetCache | None":
+    """The cache passed as `cache` or as `past_key_values` (its name before transformers 5.24)."""
+    if cache is not None and past_key_values is not None and cache is not past_key_values:
+        raise ValueError("Pass the cache once, as `cache` or as `past_key_values`, not two different ones.")
+    return cache if cache is not None else past_key_values
+
+
+def is_tracing() -> bool:
+    """Whether torch.compile, torch.export or the JIT tracer is capturing this call: checks that read tensor values
+    are skipped then, since their values are unknown while tracing."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
 class FiftyNetMixerState:
@@ -46,7 +94,10 @@ class FiftyNetMixerState:
     Rolling back. A state summarises the past, so it cannot forget tokens by itself. After `activate_past_recording()`
     (as transformers' assisted generation calls it), each forward call also keeps, for every tensor it updates, a
     `replay(kept)` that rebuilds the tensor as if only the first `kept` tokens of that call had been seen. `crop` then
-    removes tokens of the last call exactly, which is what speculative decoding needs to reject drafted tokens.
+    removes any number of the tokens fed since recording started or since the last crop, over any number of calls,
+    exactly: what speculative decoding needs to reject drafted tokens. A crop keeps the replays of the call it cut
+    into and forgets older ones, so the memory held is that of the calls between two crops (a draft), not of the
+    context. Setting `record_past = False` forgets them too.
     """
 
     is_compileable = False
@@ -56,11 +107,22 @@ class FiftyNetMixerState:
     def __init__(self):
         self.tensors: dict[str, torch.Tensor] = {}
         self.seq_length = 0
-        self.record_past = False
-        # Replays recorded during the current call, and those of the last finished call with its token count.
+        self._record_past = False
+        # Replays recorded during the current call, and the calls that can still be undone, oldest first, with
+        # their token counts.
         self._pending_replays: dict[str, Callable[[int], torch.Tensor]] = {}
-        self._last_replays: dict[str, Callable[[int], torch.Tensor]] = {}
-        self._last_length = 0
+        self._recorded_calls: list[tuple[int, dict[str, Callable[[int], torch.Tensor]]]] = []
+
+    @property
+    def record_past(self) -> bool:
+        return self._record_past
+
+    @record_past.setter
+    def record_past(self, value: bool) -> None:
+        # transformers turns recording off by setting this attribute when it hands a cache back.
+        self._record_past = value
+        if not value:
+            self._pending_replays, self._recorded_calls = {}, []
 
     @property
     def is_initialized(self) -> bool:
@@ -94,42 +156,50 @@ class FiftyNetMixerState:
     def advance(self, num_tokens: int) -> None:
         """Counts the `num_tokens` tokens of the call that just updated the state."""
         self.seq_length += num_tokens
-        self._last_replays, self._pending_replays = self._pending_replays, {}
-        self._last_length = num_tokens if self._last_replays else 0
+        if self.record_past:
+            self._recorded_calls.append((num_tokens, self._pending_replays))
+        self._pending_replays = {}
 
     def activate_past_recording(self) -> None:
         self.record_past = True
 
     def crop(self, tokens_to_remove: int) -> None:
         """Forgets the last `-tokens_to_remove` tokens (a negative count, as in transformers' caches; a positive value
-        is the length to keep). Only tokens of the last forward call made while recording the past can be removed."""
-        remove = -tokens_to_remove if tokens_to_remove <= 0 else self.seq_length - tokens_to_remove
-        if remove == 0:
-            return
-        if not self.record_past:
+        is the length to keep, as in older releases). Only tokens fed while recording the past, since recording
+        started or since the last crop, can be removed; a crop of 0 tokens keeps everything and forgets the replays."""
+        tokens_to_remove = int(tokens_to_remove)  # older transformers releases pass a 0-d tensor
+        remove = -tokens_to_remove if tokens_to_remove <= 0 else max(self.seq_length - tokens_to_remove, 0)
+        if remove and not self.record_past:
             raise ValueError(
                 "A FiftyNet state summarises the whole past and forgets tokens only while it records the past: call "
-                "`cache.activate_past_recording()` before the forward call whose tokens you may remove."
+                "`cache.activate_past_recording()` before the forward calls whose tokens you may remove."
             )
-        if not 0 < remove <= self._last_length:
+        recorded = sum(length for length, _ in self._recorded_calls)
+        if remove > recorded:
             raise ValueError(
-                f"Cannot remove {remove} token(s): only the {self._last_length} token(s) of the last forward call can "
-                "be removed from a FiftyNet state."
+                f"Cannot remove {remove} token(s): only the {recorded} token(s) fed since recording started or since "
+                "the last crop can be removed from a FiftyNet state."
             )
-        self._last_length -= remove
         self.seq_length -= remove
-        for name, replay in self._last_replays.items():
-            self.tensors[name] = replay(self._last_length)
+        cut_into = []  # the call the crop ends in, which can still be cut further; older calls are forgotten
+        while remove:
+            length, replays = self._recorded_calls.pop()
+            kept = max(length - remove, 0)
+            remove -= length - kept
+            self.tensors.update({name: replay(kept) for name, replay in replays.items()})
+            if kept:
+                cut_into = [(kept, replays)]
+        self._recorded_calls = cut_into
 
     def _apply_to_states(self, fn) -> None:
         self.tensors = {name: fn(tensor) for name, tensor in self.tensors.items()}
         # Recorded replays refer to the old batch order.
-        self._last_replays, self._last_length = {}, 0
+        self._recorded_calls = []
 
     def reset(self) -> None:
         self.tensors = {}
         self.seq_length = 0
-        self._pending_replays, self._last_replays, self._last_length = {}, {}, 0
+        self._pending_replays, self._recorded_calls = {}, []
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._apply_to_states(lambda state: state.index_select(0, beam_idx.to(state.device)))
@@ -550,30 +620,31 @@ class FiftyNetAttention(nn.Module):
         if self.rotary_base is not None:
             angles = rotary_angles(position_ids, self.head_dim // 2, self.rotary_base)[:, None]
             query, key = rotate_pairs(query, angles), rotate_pairs(key, angles)
-        past_len = 0
+        # Whether there is a past is known without reading its length, which torch.compile may make symbolic.
+        has_past = state is not None and "keys" in state.tensors
+        past_len = state.tensors["keys"].shape[2] if has_past else 0
+        if has_past:
+            key = torch.cat([state.tensors["keys"], key], dim=2)
+            value = torch.cat([state.tensors["values"], value], dim=2)
         if state is not None:
-            if "keys" in state.tensors:
-                past_len = state.tensors["keys"].shape[2]
-                key = torch.cat([state.tensors["keys"], key], dim=2)
-                value = torch.cat([state.tensors["values"], value], dim=2)
             for name, cached in (("keys", key), ("values", value)):
                 state.store(name, cached, replay=lambda kept, cached=cached: cached[:, :, : past_len + kept])
 
-        mask = self._mask(attention_mask, past_len, seq_len, hidden_states.device)
+        mask = self._mask(attention_mask, has_past, past_len, seq_len, hidden_states.device)
         attended = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, is_causal=mask is None and past_len == 0 and seq_len > 1
+            query, key, value, attn_mask=mask, is_causal=mask is None and not has_past
         )
         return self.out_proj(attended.transpose(1, 2).reshape(batch_size, seq_len, -1))
 
     @staticmethod
     def _mask(
-        attention_mask: torch.Tensor | None, past_len: int, seq_len: int, device: torch.device
+        attention_mask: torch.Tensor | None, has_past: bool, past_len: int, seq_len: int, device: torch.device
     ) -> torch.Tensor | None:
         """`(batch, 1, seq_len, past_len + seq_len)` boolean mask, True where a query may attend: keys at or before
         it that are not pads. A pad query attends to itself only, so its row is never empty (its output is unused).
-        None when plain causal attention needs no explicit mask. `attention_mask` is None unless it holds pads."""
+        None when plain causal attention needs no explicit mask (`attention_mask` None: no padding mask)."""
         padded = attention_mask is not None
-        if not padded and (past_len == 0 or seq_len == 1):
+        if not padded and (not has_past or seq_len == 1):
             return None
         query_positions = torch.arange(past_len, past_len + seq_len, device=device)[:, None]
         key_positions = torch.arange(past_len + seq_len, device=device)
@@ -721,22 +792,22 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
-        past_key_values: FiftyNetCache | None = None,
+        cache: FiftyNetCache | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
             hidden_states: `(batch, seq_len, hidden_size)`.
-            padding_mask: `(batch, 1, seq_len)` float mask of the new tokens (1 token, 0 pad), or None without pads.
-            past_key_values: the model's cache; this block reads and advances `past_key_values.layers[layer_idx]`.
-            attention_mask: `(batch, past_len + seq_len)` 2D padding mask, or None without pads (used by attention).
+            padding_mask: `(batch, 1, seq_len)` float mask of the new tokens (1 token, 0 pad), or None without a mask.
+            cache: the model's cache; this block reads and advances `cache.layers[layer_idx]`.
+            attention_mask: `(batch, past_len + seq_len)` 2D padding mask, or None without a mask (used by attention).
             position_ids: `(batch, seq_len)`, or None (used by rotary attention).
 
         Returns:
             `(batch, seq_len, hidden_size)`.
         """
-        state = past_key_values.layers[self.layer_idx] if past_key_values is not None else None
+        state = cache.layers[self.layer_idx] if cache is not None else None
         normed = self.mixer_norm(hidden_states)
         mixed = self.mixer(
             normed, padding_mask, state, attention_mask=attention_mask, position_ids=position_ids
@@ -755,17 +826,43 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     supports_gradient_checkpointing = True
     _no_split_modules = ["FiftyNetBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     # The filters hold decay rates and phases that half precision would round away; FFTs run in float32 anyway.
     _keep_in_fp32_modules_strict = ["filter"]
 
+    def __init__(self, config: FiftyNetConfig, *inputs, **kwargs):
+        # The config may have changed since it was built (overrides, assignments): a model is only built from a valid
+        # one, with the problem named.
+        config.validate_architecture()
+        super().__init__(config, *inputs, **kwargs)
+
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, except that a checkpoint lacking weights of the FiftyNet backbone is an
-        error instead of a warning followed by random weights. A head the checkpoint never had (a new task head) may
-        still be missing, as usual."""
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with three differences:
+
+        - Weights are read from safetensors only: a folder holding only pickled weights (`pytorch_model.bin`, `.pt`)
+          is an error naming the file, and `use_safetensors=False` is refused.
+        - A checkpoint lacking weights of the FiftyNet backbone is an error instead of a warning followed by random
+          weights. A head the checkpoint never had (a new task head) may still be missing, as usual.
+        - Backbone weights the model has no place for (e.g. a checkpoint with more layers than the config) are an
+          error instead of being dropped. Another head's weights (an LM head when loading a classifier) are not.
+        """
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("FiftyNet reads weights from safetensors only; use_safetensors=False is not supported.")
+        kwargs["use_safetensors"] = True
+        folder = Path(pretrained_model_name_or_path or "", kwargs.get("subfolder") or "")
+        if pretrained_model_name_or_path is not None and folder.is_dir() and not any(folder.glob("*.safetensors")):
+            pickled = sorted(path.name for path in folder.iterdir() if path.suffix in PICKLED_WEIGHT_SUFFIXES)
+            if pickled:
+                raise OSError(
+                    f"{folder} holds {pickled[0]} but no model.safetensors: FiftyNet reads weights as safetensors only "
+                    "(pickled files can run code when loaded). Load it yourself if you trust it and save it with "
+                    "save_pretrained."
+                )
         return_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+        )
         head_prefix = f"{cls.base_model_prefix}."
         is_backbone_model = isinstance(model, FiftyNetModel)
         missing = sorted(
@@ -776,7 +873,59 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
                 f"The checkpoint is incomplete: {len(missing)} weight(s) of the model are missing, e.g. "
                 f"{', '.join(missing[:5])}. Is the weights file truncated or from another architecture?"
             )
+        unexpected = sorted(
+            key for key in loading_info["unexpected_keys"]
+            if key.removeprefix(head_prefix).split(".")[0] in BACKBONE_MODULES
+        )
+        if unexpected:
+            raise ValueError(
+                f"The checkpoint has {len(unexpected)} backbone weight(s) this model has no place for, e.g. "
+                f"{', '.join(unexpected[:5])}. Does the config match the weights (e.g. num_hidden_layers)?"
+            )
         return (model, loading_info) if return_loading_info else model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained`, made safe for an existing folder, with a complete `auto_map`.
+
+        The config is validated before anything is written. The folder is written beside `save_directory` and moved
+        into place when complete (see `saving.staged_folder`): a failing or interrupted save leaves an existing
+        folder as it was, never half-written; files of that folder the save does not rewrite (a tokenizer, a card)
+        are kept. `config.json`'s `auto_map` names every Auto class FiftyNet provides, so the folder loads through
+        `AutoModel`, `AutoModelForCausalLM` or `AutoModelForSequenceClassification` with `trust_remote_code=True`
+        where this package is not installed. Processes other than the main one, and distributed checkpoints (every
+        rank writes), save in place as usual.
+        """
+        self.config.validate_architecture()
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+        if not is_main_process or kwargs.get("distributed_checkpoint"):
+            return super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", Path(save_directory).absolute().name)
+        with staged_folder(save_directory) as staged:
+            super().save_pretrained(staged, is_main_process=True, **kwargs)
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                *args, **kwargs) -> nn.Embedding:
+        """`PreTrainedModel.resize_token_embeddings`, refused when the new vocabulary would not hold the special
+        tokens (the model could no longer emit its end of sequence, and its config could not be saved)."""
+        if new_num_tokens is not None:
+            size = new_num_tokens
+            if pad_to_multiple_of is not None:
+                size = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
+            outside = [
+                f"{name}={token_id}"
+                for source in (self.config, self.generation_config)
+                for name in BYTE_SPECIAL_TOKEN_IDS
+                for token_id in _as_list(getattr(source, name, None))
+                if token_id >= size
+            ]
+            if outside:
+                raise ValueError(
+                    f"resize_token_embeddings({new_num_tokens}) would leave {', '.join(dict.fromkeys(outside))} "
+                    f"outside the vocabulary [0, {size}): set these ids in model.config and model.generation_config "
+                    "to tokens the new vocabulary keeps (or to None) first."
+                )
+        return super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -870,80 +1019,97 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: FiftyNetCache | None = None,
+        cache: FiftyNetCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        past_key_values: FiftyNetCache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """
         Args:
-            input_ids: `(batch, seq_len)` token ids; only the new tokens when `past_key_values` holds the past.
+            input_ids: `(batch, seq_len)` token ids; only the new tokens when `cache` holds the past.
             attention_mask: `(batch, past_len + seq_len)` (or `(batch, seq_len)`), 1 for tokens, 0 for padding.
             position_ids: `(batch, seq_len)`, used by every `position_encoding` but `"none"`; derived from
                 `attention_mask` when omitted, so left padding does not shift positions.
-            past_key_values: a [`FiftyNetCache`] from an earlier call, or None.
+            cache: a [`FiftyNetCache`] from an earlier call, or None. `past_key_values` is the same argument under
+                its name before transformers 5.24.
             inputs_embeds: `(batch, seq_len, hidden_size)`, instead of `input_ids`.
             use_cache: return the updated [`FiftyNetCache`] (defaults to `config.use_cache` outside training, and to
                 False for a model with an `"fnet"` layer, which cannot decode incrementally).
             output_hidden_states: also return the input of every block and the final output.
 
         Returns:
-            [`BaseModelOutputWithPast`] with `last_hidden_state` of shape `(batch, seq_len, hidden_size)`.
+            [`BaseModelOutputWithPast`] with `last_hidden_state` of shape `(batch, seq_len, hidden_size)`, and the
+            cache under the field name of the running transformers release (`cache`, or `past_key_values` before
+            5.24).
+
+        Raises:
+            ValueError: for inputs the model cannot take, named: ids outside the vocabulary, an empty sequence, a
+                mask or positions that do not match the tokens and the cache (e.g. a decoding step whose past is
+                missing), a cache of another kind. Checks that read tensor values run on calls without a past in
+                eager mode, so a decoding step never waits for the device and traced graphs do not branch on data.
         """
+        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs)
+        cache = one_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if past_key_values is not None and not isinstance(past_key_values, FiftyNetCache):
-            raise ValueError(
-                f"past_key_values must be a FiftyNetCache returned by this model, got {type(past_key_values).__name__}"
-            )
+        if cache is not None and not isinstance(cache, FiftyNetCache):
+            raise ValueError(f"The cache must be a FiftyNetCache returned by this model, got {type(cache).__name__}")
         if not self.config.is_causal:
-            if use_cache or past_key_values is not None:
+            if use_cache or cache is not None:
                 raise ValueError(
                     "This model has 'fnet' layers, which mix the whole sequence at once: it has no incremental cache "
                     "(use_cache=False)."
                 )
             use_cache = False
         use_cache = use_cache if use_cache is not None else (self.config.use_cache and not self.training)
+        if use_cache and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            # The backward pass replays each block, which would advance the cache a second time.
+            logger.warning_once("use_cache=True is incompatible with gradient checkpointing: the cache is not used.")
+            use_cache, cache = False, None
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
-        if use_cache and past_key_values is None:
-            past_key_values = FiftyNetCache(self.config)
+        if use_cache and cache is None:
+            cache = FiftyNetCache(self.config)
 
         if input_ids is not None:
-            self._check_input_ids(input_ids)
-            inputs_embeds = self.embed_tokens(input_ids)
+            self._check_input_ids_shape(input_ids)
         elif inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size:
             raise ValueError(
                 f"inputs_embeds must have shape (batch, seq_len, {self.config.hidden_size}), got "
                 f"{tuple(inputs_embeds.shape)}"
             )
-        batch_size, seq_len = inputs_embeds.shape[:2]
+        batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if seq_len == 0:
             raise ValueError("The input sequence is empty: FiftyNet needs at least one token.")
-        past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
-        attention_mask = self._check_attention_mask(attention_mask, batch_size, past_len, seq_len)
-
+        past_len = cache.get_seq_length() if cache is not None else 0
+        self._check_shapes(attention_mask, position_ids, batch_size, past_len, seq_len)
         if self.config.position_encoding != "none" and position_ids is None:
-            position_ids = self._positions_from_mask(attention_mask, batch_size, past_len, seq_len, inputs_embeds.device)
+            device = (input_ids if input_ids is not None else inputs_embeds).device
+            position_ids = self._positions_from_mask(attention_mask, batch_size, past_len, seq_len, device)
+        if not is_tracing():
+            if past_len == 0:
+                self._check_values(input_ids, attention_mask, position_ids, seq_len)
+                # A mask without pads changes nothing; dropping it lets attention layers take the plain causal path.
+                if attention_mask is not None and bool(attention_mask.all()):
+                    attention_mask = None
+            if self.config.position_encoding == "learned" and past_len + seq_len > self.config.max_position_embeddings:
+                self._check_learned_positions(position_ids)
+        if input_ids is not None:
+            inputs_embeds = self.embed_tokens(input_ids)
         hidden_states = self._add_positions(inputs_embeds, position_ids)
 
-        # Checked once here rather than in every layer: a mask without pads is dropped, so the layers only see one
-        # that has some.
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None
-        padding_mask = None
-        if attention_mask is not None and not bool(attention_mask[:, -seq_len:].all()):
-            padding_mask = attention_mask[:, None, -seq_len:].to(hidden_states.dtype)
-
+        padding_mask = None if attention_mask is None else attention_mask[:, None, -seq_len:].to(hidden_states.dtype)
         all_hidden_states = () if output_hidden_states else None
-        for layer in self.layers:
+        # `config.num_hidden_layers` may be lowered for early exit (transformers' `assistant_early_exit`).
+        for layer in self.layers[: self.config.num_hidden_layers]:
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             hidden_states = layer(
                 hidden_states,
                 padding_mask=padding_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
             )
@@ -953,8 +1119,8 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
 
         return BaseModelOutputWithPast(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=all_hidden_states,
+            **{CACHE_NAME: cache if use_cache else None},
         )
 
     def _add_positions(self, inputs_embeds: torch.Tensor, position_ids: torch.LongTensor | None) -> torch.Tensor:
@@ -963,11 +1129,6 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         if encoding in ("none", "rope"):
             return inputs_embeds
         if encoding == "learned":
-            if int(position_ids.max()) >= self.config.max_position_embeddings:
-                raise ValueError(
-                    f"Position {int(position_ids.max())} is beyond max_position_embeddings="
-                    f"{self.config.max_position_embeddings} of this model's learned position embeddings."
-                )
             return inputs_embeds + self.embed_positions(position_ids)
         angles = rotary_angles(position_ids, self.config.hidden_size // 2, self.config.rotary_base)
         if encoding == "sinusoidal":
@@ -975,38 +1136,87 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
             return inputs_embeds + table.to(inputs_embeds.dtype)
         return rotate_pairs(inputs_embeds, angles)
 
-    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
+    @staticmethod
+    def _check_input_ids_shape(input_ids: torch.Tensor) -> None:
         if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
             raise ValueError(f"input_ids must be an integer tensor of token ids, got dtype {input_ids.dtype}")
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
         if input_ids.numel() == 0:
             raise ValueError("The input sequence is empty: FiftyNet needs at least one token.")
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(
-                f"input_ids must lie in [0, {self.config.vocab_size}) (config.vocab_size), got values from {low} to "
-                f"{high}"
-            )
 
     @staticmethod
-    def _check_attention_mask(
-        attention_mask: torch.Tensor | None, batch_size: int, past_len: int, seq_len: int
-    ) -> torch.Tensor | None:
-        """Accepts a 2D padding mask covering the past and new tokens, or only the new ones when there is no past."""
-        if attention_mask is None:
-            return None
-        valid_shapes = {(batch_size, past_len + seq_len)}
-        if past_len == 0:
-            valid_shapes.add((batch_size, seq_len))
-        if attention_mask.dim() != 2 or tuple(attention_mask.shape) not in valid_shapes:
+    def _check_shapes(
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        batch_size: int,
+        past_len: int,
+        seq_len: int,
+    ) -> None:
+        """Accepts a 2D padding mask covering the past and new tokens (or only the new ones when there is no past),
+        and `(batch, seq_len)` positions; a mask longer than that means the cache lacks the past it covers."""
+        if attention_mask is not None:
+            if attention_mask.dim() == 2 and attention_mask.shape[0] == batch_size and past_len == 0 and (
+                attention_mask.shape[1] > seq_len
+            ):
+                raise ValueError(
+                    f"attention_mask covers {attention_mask.shape[1]} tokens but the call has {seq_len} new token(s) "
+                    "and no cache: the past it covers is missing. Pass the cache returned by the previous call "
+                    f"(as `{CACHE_NAME}`)."
+                )
+            valid_shapes = {(batch_size, past_len + seq_len)}
+            if past_len == 0:
+                valid_shapes.add((batch_size, seq_len))
+            if attention_mask.dim() != 2 or tuple(attention_mask.shape) not in valid_shapes:
+                raise ValueError(
+                    f"attention_mask must be a 2D padding mask of shape (batch, past + new tokens) = "
+                    f"{(batch_size, past_len + seq_len)}, got {tuple(attention_mask.shape)}"
+                )
+        if position_ids is not None and (position_ids.dim() != 2 or position_ids.shape[-1] != seq_len or (
+            position_ids.shape[0] not in (1, batch_size)
+        )):
             raise ValueError(
-                f"attention_mask must be a 2D padding mask of shape (batch, past + new tokens) = "
-                f"{(batch_size, past_len + seq_len)}, got {tuple(attention_mask.shape)}"
+                f"position_ids must have shape (batch, seq_len) = {(batch_size, seq_len)}, got "
+                f"{tuple(position_ids.shape)}"
             )
-        if attention_mask.dtype.is_floating_point and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+
+    def _check_values(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        seq_len: int,
+    ) -> None:
+        """Checks that read tensor values, for a call without a past (they would make the host wait for the device
+        at every decoding step)."""
+        if input_ids is not None:
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(
+                    f"input_ids must lie in [0, {self.config.vocab_size}) (config.vocab_size), got values from {low} "
+                    f"to {high}"
+                )
+        if attention_mask is not None and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
             raise ValueError("attention_mask must hold only 0 (padding) and 1 (token)")
-        return attention_mask
+        if position_ids is not None:
+            # Positions count the real tokens before each one, so they stay below the number of tokens seen.
+            if int(position_ids.min()) < 0:
+                raise ValueError(f"position_ids must not be negative, got {int(position_ids.min())}")
+            if int(position_ids.max()) >= seq_len:
+                raise ValueError(
+                    f"position_ids reach {int(position_ids.max())} but the call has {seq_len} token(s) and no cache: "
+                    f"the past they count is missing. Pass the cache returned by the previous call (as "
+                    f"`{CACHE_NAME}`)."
+                )
+            if self.config.position_encoding == "learned":
+                self._check_learned_positions(position_ids)
+
+    def _check_learned_positions(self, position_ids: torch.Tensor) -> None:
+        if int(position_ids.max()) >= self.config.max_position_embeddings:
+            raise ValueError(
+                f"Position {int(position_ids.max())} is beyond max_position_embeddings="
+                f"{self.config.max_position_embeddings} of this model's learned position embeddings."
+            )
 
     @staticmethod
     def _positions_from_mask(
@@ -1042,11 +1252,12 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         return False
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs) -> None:
-        # Assisted generation needs the cache before the prefill, so `generate` starts from an empty FiftyNetCache.
-        if model_kwargs.get("past_key_values") is None and generation_config.use_cache is not False:
-            model_kwargs["past_key_values"] = FiftyNetCache(self.config)
+        # Assisted generation needs the cache before the prefill, so `generate` starts from an empty FiftyNetCache,
+        # under the name this transformers release passes to `forward`.
+        if model_kwargs.get(CACHE_NAME) is None and generation_config.use_cache is not False:
+            model_kwargs[CACHE_NAME] = FiftyNetCache(self.config)
             if generation_config.is_assistant:  # an assistant's drafts are rolled back when rejected
-                model_kwargs["past_key_values"].activate_past_recording()
+                model_kwargs[CACHE_NAME].activate_past_recording()
             return
         super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
 
@@ -1056,13 +1267,14 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: FiftyNetCache | None = None,
+        cache: FiftyNetCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         output_chunk_logits: bool = False,
+        past_key_values: FiftyNetCache | None = None,
         **kwargs,
     ) -> FiftyNetCausalLMOutputWithPast:
         """
@@ -1072,18 +1284,21 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
             logits_to_keep: compute logits for the last `logits_to_keep` positions only (0: all), or for the given
                 indices.
             output_chunk_logits: also return the chunk head's draft logits for the kept positions.
+            num_items_in_batch (keyword): the number of target tokens in the whole accumulated batch, from the
+                Trainer, so that gradient accumulation averages the loss over all of them.
             Other arguments: see [`FiftyNetModel.forward`].
 
         Returns:
             [`FiftyNetCausalLMOutputWithPast`] with `logits` of shape `(batch, seq_len or logits_to_keep, vocab_size)`.
         """
+        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs)
         if output_chunk_logits and self.chunk_head is None:
             raise ValueError("output_chunk_logits=True, but this model has no chunk head (config.chunk_head_size=0)")
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=one_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             output_hidden_states=output_hidden_states,
@@ -1094,7 +1309,10 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
 
         loss = chunk_logits = chunk_loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.vocab_size,
+                num_items_in_batch=kwargs.get("num_items_in_batch"),
+            )
         if self.chunk_head is not None and (output_chunk_logits or labels is not None):
             chunk_logits = self.chunk_head(hidden_states[:, kept, :], self.lm_head)
         if self.chunk_head is not None and labels is not None:
@@ -1112,10 +1330,10 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         return FiftyNetCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             chunk_logits=chunk_logits if output_chunk_logits else None,
             chunk_loss=chunk_loss,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
         )
 
     @torch.no_grad()
@@ -1161,10 +1379,10 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         if len(eos_ids) and pad_token_id is None:
             raise ValueError("pad_token_id is needed to fill the rows that end before the others")
 
-        outputs = self(input_ids, attention_mask=attention_mask, use_cache=True, logits_to_keep=1,
+        cache = FiftyNetCache(self.config)
+        outputs = self(input_ids, attention_mask=attention_mask, cache=cache, use_cache=True, logits_to_keep=1,
                        output_chunk_logits=True)
         # Recording starts after the prefill, whose tokens are never rolled back.
-        cache = outputs.past_key_values
         cache.activate_past_recording()
         drafts = outputs.chunk_logits[:, -1].argmax(-1)
         verified = [outputs.logits[:, -1].argmax(-1)]  # greedy's next tokens, not yet appended
@@ -1185,7 +1403,7 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
             candidates = torch.cat([new_tokens[-1][:, None], drafts], dim=1)
             if attention_mask is not None:
                 attention_mask = torch.cat([attention_mask, attention_mask.new_ones(candidates.shape)], dim=1)
-            outputs = self(candidates, attention_mask=attention_mask, past_key_values=cache, use_cache=True,
+            outputs = self(candidates, attention_mask=attention_mask, cache=cache, use_cache=True,
                            output_chunk_logits=True)
             forward_passes += 1
             # predicted[:, i] is greedy's token after candidates[:, : i + 1]; rows that ended accept anything.
@@ -1239,6 +1457,7 @@ class FiftyNetForSequenceClassification(FiftyNetPreTrainedModel):
         Returns:
             [`SequenceClassifierOutputWithPast`] with `logits` of shape `(batch, num_labels)`.
         """
+        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -1267,6 +1486,16 @@ FiftyNetConfig.register_for_auto_class()
 FiftyNetModel.register_for_auto_class("AutoModel")
 FiftyNetForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 FiftyNetForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+# transformers writes only the saved class's own entry; a saved folder names them all, whichever class saved it.
+AUTO_MAP = {
+    auto_class: f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"
+    for auto_class, cls in (
+        ("AutoConfig", FiftyNetConfig),
+        ("AutoModel", FiftyNetModel),
+        ("AutoModelForCausalLM", FiftyNetForCausalLM),
+        ("AutoModelForSequenceClassification", FiftyNetForSequenceClassification),
+    )
+}
 
 __all__ = [
     "FiftyNetCache",

@@ -24,6 +24,10 @@ convolution inside the chunk and about `4 * modes` for the carried state, so 64 
 modes; it is also a power of two of at least 16, which the Triton kernel's matrix products need."""
 
 
+# The complex dtype of each real one (`torch.dtype.to_complex` is not traceable by torch.compile).
+COMPLEX_DTYPES = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
 def fft_size(seq_len: int) -> int:
     """Smallest power of two >= 2 * seq_len: padding to 2L makes the circular FFT product a linear convolution."""
     return 1 << (2 * seq_len - 1).bit_length()
@@ -48,11 +52,17 @@ def fft_causal_conv(inputs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     Returns:
         `(..., channels, seq_len)` in float32 (float64 for float64 inputs).
     """
-    seq_len = inputs.shape[-1]
-    n = fft_size(seq_len)
+    seq_len, kernel_len = inputs.shape[-1], kernel.shape[-1]
+    if isinstance(seq_len, torch.SymInt) or isinstance(kernel_len, torch.SymInt):
+        # A symbolic length (torch.export with a dynamic dimension) cannot be compared with the kernel's or rounded
+        # to a power of two: any transform of at least seq_len + kernel_len is linear for the whole kernel (an even
+        # one keeps the half spectrum's length free of rounding).
+        n = 2 * (seq_len + kernel_len)
+    else:
+        kernel, n = kernel[..., :seq_len], fft_size(seq_len)
     with torch.autocast(device_type=inputs.device.type, enabled=False):
         inputs_f = torch.fft.rfft(at_least_float32(inputs), n=n)
-        kernel_f = torch.fft.rfft(at_least_float32(kernel[..., :seq_len]), n=n)
+        kernel_f = torch.fft.rfft(at_least_float32(kernel), n=n)
         return torch.fft.irfft(inputs_f * kernel_f, n=n)[..., :seq_len]
 
 
@@ -134,13 +144,17 @@ def modal_causal_conv(
         chunk_size: tokens per chunk; any positive size gives the same result (the Triton kernels take 16, 32 or 64,
             see `modal_conv_triton.supports`).
         backend: `"triton"` (the kernels of `modal_conv_triton`), `"torch"` (the reference below), or None for the
-            kernels on CUDA whenever Triton is installed and takes the dtype and chunk size, else the reference.
+            kernels on CUDA whenever Triton is installed and takes the dtype and chunk size, else the reference. A
+            symbolic `seq_len` (`torch.export` with a dynamic dimension) takes [`modal_fft_conv`] instead.
 
     Returns:
         `outputs` `(batch, channels, seq_len)` and `final_state` `(batch, channels, modes)`, the state after the last
         token: float32 and complex64 (float64 and complex128 for float64 inputs), whatever the autocast dtype.
     """
     batch_size, channels, seq_len = inputs.shape
+    if isinstance(seq_len, torch.SymInt):
+        # A traced graph with a dynamic length cannot loop over a symbolic number of chunks.
+        return modal_fft_conv(inputs, log_poles, residues, initial_state)
     if backend is None:
         use_triton = (
             triton_supports is not None and inputs.is_cuda and triton_supports(inputs, chunk_size, log_poles.shape[-1])
@@ -156,7 +170,7 @@ def modal_causal_conv(
         chunk_size = max(1, min(chunk_size, seq_len))
     with torch.autocast(device_type=inputs.device.type, enabled=False):
         real_dtype = torch.promote_types(inputs.dtype, torch.float32)
-        complex_dtype = real_dtype.to_complex()
+        complex_dtype = COMPLEX_DTYPES[real_dtype]
         log_poles, residues = log_poles.to(complex_dtype), residues.to(complex_dtype)
         if initial_state is None:
             initial_state = log_poles.new_zeros(batch_size, *log_poles.shape)
@@ -178,6 +192,47 @@ def modal_causal_conv(
         final_state = powers[..., remainder] * last_state + torch.einsum(
             "bdj,dnj->bdn", last_inputs, powers[..., :remainder].flip(-1)
         )
+        return outputs, final_state
+
+
+def modal_fft_conv(
+    inputs: torch.Tensor,
+    log_poles: torch.Tensor,
+    residues: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """[`modal_causal_conv`] as one FFT convolution with the filter written out, for symbolic lengths.
+
+    Same arguments and results. The filter `h[t]`, the final state and the initial state's share of the outputs are
+    sums over the `modes` (a fixed number) of `(channels, seq_len)` terms `lambda_n ** t`, and the convolution is
+    [`fft_causal_conv`]: no step depends on the value of `seq_len`, so a graph traced with a symbolic sequence length
+    (`torch.export` with a dynamic dimension) holds it, where the chunked scan would loop over a symbolic number of
+    chunks. Work `O(modes * channels * seq_len)` plus the FFTs; memory `O(batch * channels * seq_len)`.
+    """
+    seq_len = inputs.shape[-1]
+    with torch.autocast(device_type=inputs.device.type, enabled=False):
+        real_dtype = torch.promote_types(inputs.dtype, torch.float32)
+        complex_dtype = COMPLEX_DTYPES[real_dtype]
+        log_poles, residues = log_poles.to(complex_dtype), residues.to(complex_dtype)
+        inputs = inputs.to(real_dtype)
+        complex_inputs = inputs.to(complex_dtype)
+        lags = torch.arange(seq_len, device=inputs.device, dtype=real_dtype)
+        kernel = 0
+        final_state = []
+        for mode in range(log_poles.shape[-1]):
+            powers = torch.exp(log_poles[:, mode, None] * lags)  # (channels, seq_len): lambda ** t
+            kernel = kernel + (residues[:, mode, None] * powers).real
+            # The state after the last token: sum_t lambda ** (seq_len - 1 - t) * u_t.
+            final_state.append(torch.einsum("bdl,dl->bd", complex_inputs, powers.flip(-1)))
+        outputs = fft_causal_conv(inputs, kernel)
+        final_state = torch.stack(final_state, dim=-1)
+        if initial_state is not None:
+            initial_state = initial_state.to(complex_dtype)
+            for mode in range(log_poles.shape[-1]):
+                # Output t also gets Re(C_n lambda_n ** (t + 1) s_n).
+                powers = torch.exp(log_poles[:, mode, None] * (lags + 1))
+                outputs = outputs + ((residues[:, mode] * initial_state[..., mode])[..., None] * powers).real
+            final_state = final_state + torch.exp(log_poles * seq_len) * initial_state
         return outputs, final_state
 
 

@@ -15,6 +15,7 @@ from conftest import run_isolated
 from huggingface_hub import ModelCard
 from packaging.version import Version
 from safetensors.torch import load_file, save_file
+from test_modeling import assert_same_logits
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel, TrainerCallback
 
 from conversion import compress, convert
@@ -176,13 +177,14 @@ def test_a_folder_saved_by_the_oldest_supported_transformers_loads_here(tmp_path
     assert Version(saved_by) == Version(oldest), f"saved by {saved_by}; remake the fixture with transformers {oldest}"
     expected = load_file(tmp_path / "expected.safetensors")
 
-    # With this package's own classes, whose long convolution may round differently from the code that saved it ...
+    # The expected values were computed on another machine, whose float rounding may differ in the last bits. With
+    # this package's own classes, whose long convolution may also round differently from the code that saved it ...
     model = FiftyNetForCausalLM.from_pretrained(tmp_path / "model").eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(expected["ids"]).logits, expected["logits"], rtol=0, atol=1e-5)
+        assert_same_logits(model(expected["ids"]).logits, expected["logits"])
     greedy = model.generate(expected["ids"], max_new_tokens=8, do_sample=False, pad_token_id=256)
-    assert torch.equal(greedy, expected["greedy"])
-    # ... and, bit for bit, through the remote code saved with it, without the package.
+    assert torch.equal(greedy, expected["greedy"]) and len(set(greedy[0, -8:].tolist())) > 4
+    # ... and through the remote code saved with it, without the package.
     run_isolated(
         """
         import torch
@@ -194,7 +196,8 @@ def test_a_folder_saved_by_the_oldest_supported_transformers_loads_here(tmp_path
         tokenizer = AutoTokenizer.from_pretrained("model", trust_remote_code=True)
         assert torch.equal(tokenizer("In the", return_tensors="pt")["input_ids"], expected["ids"])
         with torch.no_grad():
-            assert torch.equal(model(expected["ids"]).logits, expected["logits"])
+            logits = model(expected["ids"]).logits
+        assert (logits - expected["logits"]).abs().max() <= 2e-5 * expected["logits"].abs().max()
         greedy = model.generate(expected["ids"], max_new_tokens=8, do_sample=False, pad_token_id=256)
         assert torch.equal(greedy, expected["greedy"])
         """,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
-from test_modeling import ALL_VARIANTS, random_ids, tiny_config, tiny_model, variant_id
+from test_modeling import ALL_VARIANTS, random_ids, tiny_config, tiny_model
 from torch.autograd import gradcheck
 from torch.func import functional_call
 
@@ -256,7 +256,7 @@ def test_complex_rope_rotates_embeddings_by_position_without_changing_norms():
         (dict(fourier_kernel_size=8, fourier_modes=6), "fourier_modes=6 exceeds the 5 frequencies"),
         (dict(mixer_gate="sigmoid"), "mixer_gate='sigmoid' is not one of"),
         (dict(embedding_type="quaternion"), "embedding_type='quaternion' is not one of"),
-        (dict(vocab_size=200), r"pad_token_id=256 is outside the vocabulary \[0, 200\)"),
+        (dict(vocab_size=200, eos_token_id=230), r"eos_token_id=230 is outside the vocabulary \[0, 200\)"),
     ],
 )
 def test_bad_mixer_options_raise_clear_errors(overrides, message):

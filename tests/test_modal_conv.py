@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from modeling_fiftynet.spectral_ops import MODAL_CHUNK_SIZE, fft_causal_conv, modal_causal_conv
+from modeling_fiftynet.spectral_ops import MODAL_CHUNK_SIZE, fft_causal_conv, modal_causal_conv, modal_fft_conv
 
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
@@ -94,6 +94,28 @@ def test_chunked_scan_equals_fft_convolution_and_direct_sum(dtype, tolerance, se
     assert_close_to_scale(outputs, fft_outputs, tolerance, "outputs vs FFT")
     assert_close_to_scale(final_state, fft_final_state, tolerance, "final state vs FFT")
     assert_close_to_scale(outputs, direct_reference(inputs, log_poles, residues, initial_state), tolerance, "direct")
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.float64, 1e-11)])
+@pytest.mark.parametrize("seq_len", [1, 37, 150])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_loop_free_path_for_symbolic_lengths_equals_the_direct_sum_and_the_recurrence(dtype, tolerance, seq_len,
+                                                                                     with_state):
+    """`modal_fft_conv`, which `modal_causal_conv` takes when torch.export traces a dynamic length."""
+    inputs, log_poles, residues, initial_state = random_problem(2, 3, 4, seq_len, dtype)
+    start = initial_state if with_state else torch.zeros_like(initial_state)
+    outputs, final_state = modal_fft_conv(inputs, log_poles, residues, initial_state if with_state else None)
+    expected_outputs, expected_state = recurrence_reference(inputs, log_poles, residues, start)
+    assert (outputs.dtype, final_state.dtype) == (dtype, dtype.to_complex())
+    assert_close_to_scale(outputs, direct_reference(inputs, log_poles, residues, initial_state if with_state else None),
+                          tolerance, "outputs vs direct sum")
+    assert_close_to_scale(outputs, expected_outputs, tolerance, "outputs vs recurrence")
+    assert_close_to_scale(final_state, expected_state, tolerance, "final state vs recurrence")
+
+
+def test_loop_free_path_gradcheck():
+    leaves = [tensor.requires_grad_() for tensor in random_problem(2, 2, 3, 9, torch.float64)]
+    assert gradcheck(modal_fft_conv, leaves)
 
 
 def test_final_state_is_the_token_by_token_recurrence():

@@ -3,7 +3,7 @@ transformers' assisted generation. Whatever the drafts, the output must be greed
 
 import pytest
 import torch
-from test_modeling import ALL_VARIANTS, random_ids, tiny_model, variant_id
+from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_model, variant_id
 from transformers import AutoModelForCausalLM
 
 from modeling_fiftynet import FiftyNetForCausalLM
@@ -13,35 +13,60 @@ from training.tokenizer import load_tokenizer
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
-def test_crop_forgets_the_last_tokens_exactly(variant):
+def test_crop_rolls_back_exactly_within_and_across_calls(variant):
+    """As an assistant drafts: one token per call, then a crop that removes several calls and part of another, a
+    second crop within the call it cut into, and a round whose drafts are all rejected."""
     model = tiny_model(**variant)
-    ids, wrong = random_ids(2, 30), random_ids(2, 5, seed=9)
+    ids, drafts = random_ids(2, 30), random_ids(2, 6, seed=9)
     with torch.no_grad():
-        cache = model(ids[:, :10], use_cache=True).past_key_values
+        cache = cache_of(model(ids[:, :10], use_cache=True))
         cache.activate_past_recording()
-        model(ids[:, 10:13], past_key_values=cache)
-        model(wrong, past_key_values=cache)
-        cache.crop(-4)  # keeps wrong[:, :1]
-        cache.crop(-1)  # a second crop within the same call
+        model(ids[:, 10:12], cache=cache)  # kept
+        model(torch.cat([ids[:, 12:13], drafts[:, :3]], dim=1), cache=cache)  # its first token is kept
+        for token in drafts[:, 3:].unbind(1):
+            model(token[:, None], cache=cache)
+        cache.crop(-5)  # 3 one-token calls and 2 tokens of the 4-token call
+        cache.crop(-1)  # a second crop within the call it cut into
         assert cache.get_seq_length() == 13
-        continued = model(ids[:, 13:20], past_key_values=cache).logits
+        for t in range(3):
+            model(drafts[:, t : t + 1], cache=cache)
+        cache.crop(-3)
+        continued = model(ids[:, 13:20], cache=cache).logits
         expected = model(ids[:, :20]).logits[:, 13:]
-    assert (continued - expected).abs().max() < 1e-4
+        kept_a_draft = model(torch.cat([ids[:, :13], drafts[:, :1]], dim=1)).logits[:, -1]
+    assert_same_logits(continued, expected)
+    assert (kept_a_draft - expected[:, 0]).abs().max() > 1e-3  # the test can fail
 
 
-def test_crop_refuses_what_it_cannot_undo():
+def test_crop_refuses_what_it_cannot_undo_and_forgets_what_it_no_longer_needs():
     model = tiny_model()
     with torch.no_grad():
-        cache = model(random_ids(1, 8), use_cache=True).past_key_values
+        cache = cache_of(model(random_ids(1, 8), use_cache=True))
         with pytest.raises(ValueError, match="activate_past_recording"):
             cache.crop(-1)
         cache.activate_past_recording()
-        model(random_ids(1, 3), past_key_values=cache)
-        with pytest.raises(ValueError, match="only the 3 token"):
-            cache.crop(-4)
-        cache.crop(0)
-        cache.crop(-3)
+        model(random_ids(1, 3), cache=cache)
+        model(random_ids(1, 2), cache=cache)
+        with pytest.raises(ValueError, match="only the 5 token"):
+            cache.crop(-6)  # the prefill was not recorded
+        assert cache.get_seq_length() == 13  # a refused crop changes nothing
+        cache.crop(-4)  # two calls back: what is older than the call it cut into is forgotten
+        assert cache.get_seq_length() == 9 and all(len(layer._recorded_calls) == 1 for layer in cache.layers)
+        cache.crop(-1)
         assert cache.get_seq_length() == 8
+        with pytest.raises(ValueError, match="only the 0 token"):
+            cache.crop(-1)
+        model(random_ids(1, 3), cache=cache)
+        cache.crop(0)  # keeps every token and forgets how to remove them, as a sliding-window layer does
+        with pytest.raises(ValueError, match="only the 0 token"):
+            cache.crop(-1)
+        for _ in range(5):
+            model(random_ids(1, 1), cache=cache)
+        cache.crop(15)  # a positive value is the length to keep, as in older transformers releases
+        assert cache.get_seq_length() == 15
+        model(random_ids(1, 1), cache=cache)
+        cache.layers[0].record_past = False  # how transformers stops recording: the replays go with it
+        assert cache.layers[0]._recorded_calls == [] and len(cache.layers[1]._recorded_calls) == 1
 
 
 def chunk_head_model(variant: dict, chunk_head_size: int = 3) -> FiftyNetForCausalLM:
@@ -87,10 +112,10 @@ def test_chunk_head_passes_depend_only_on_draft_quality(drafts):
 
     original_forward = model.forward
 
-    def recording_forward(input_ids=None, past_key_values=None, **kwargs):
-        past = past_key_values.get_seq_length() if past_key_values is not None else 0
+    def recording_forward(input_ids=None, cache=None, **kwargs):
+        past = cache.get_seq_length() if cache is not None else 0
         positions.append(past + input_ids.shape[1])
-        return original_forward(input_ids=input_ids, past_key_values=past_key_values, **kwargs)
+        return original_forward(input_ids=input_ids, cache=cache, **kwargs)
 
     model.forward = recording_forward
     model.chunk_head.forward = drafts_for

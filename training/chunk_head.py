@@ -21,6 +21,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 from hub_cards.card import CardRecord, source_name
 from modeling_fiftynet import FiftyNetConfig
 from modeling_fiftynet.modeling_fiftynet import FiftyNetChunkHead
+from modeling_fiftynet.saving import staged_folder
 
 from .data import DataArguments, check_vocabulary, load_texts, prepare_data
 from .errors import UsageError
@@ -119,8 +120,6 @@ def main(argv: list[str] | None = None) -> dict:
     output_dir = Path(training_args.output_dir)
     model_dir = output_dir / "model"
     if trainer.is_world_process_zero():
-        model.save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
         record = CardRecord.load(script.model) if Path(script.model).is_dir() else None
         summary = (
             f"`fiftynet chunk-head`: a {script.chunk_head_size}-token chunk head trained on the frozen "
@@ -136,7 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             record.training_summary = f"{record.training_summary} Then {summary}"
         record.num_parameters = model.num_parameters()
-        record.save(model_dir, model.config)
+        with staged_folder(model_dir) as folder:  # moved into place whole
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+            record.save(folder, model.config)
         (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"saved to {model_dir}")
     return metrics

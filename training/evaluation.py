@@ -25,8 +25,9 @@ from .data import check_vocabulary, packed_blocks, read_text_files, token_stream
 from .tokenizer import from_pretrained, load_tokenizer
 
 
-# Model outputs that are not logits (a FiftyNet or GPT-2 cache) stay out of the gathered predictions.
-IGNORE_KEYS = ["past_key_values"]
+# Model outputs that are not logits (a FiftyNet or GPT-2 cache, under its name before and since transformers 5.24)
+# stay out of the gathered predictions.
+IGNORE_KEYS = ["past_key_values", "cache"]
 
 
 def collate_blocks(features: list[dict]) -> dict[str, torch.Tensor]:

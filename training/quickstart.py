@@ -23,6 +23,7 @@ from transformers import (
 
 from hub_cards.card import CardRecord, Measurement
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.saving import staged_folder
 
 from .corpus import CORPUS_NAME, load_corpus
 from .data import packed_blocks
@@ -120,9 +121,6 @@ def run(args: argparse.Namespace) -> dict:
     baseline = unigram_bits_per_byte(train_text.encode(), validation_text.encode())
     train_seconds = time.time() - start
 
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.output_dir)
-    tokenizer.save_pretrained(args.output_dir)
     metrics = {
         "validation_bits_per_byte": bits_per_byte,
         "unigram_bits_per_byte": baseline,
@@ -133,7 +131,6 @@ def run(args: argparse.Namespace) -> dict:
         "prepare_train_evaluate_seconds": train_seconds,
         "device": device,
     }
-    (args.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     summary = (
         f"`fiftynet quickstart`: {metrics['train_tokens']:,} bytes of {CORPUS_NAME} (train split), "
         f"{args.max_steps} AdamW steps, blocks of {args.block_size} bytes, on {device}; data preparation, training "
@@ -144,9 +141,14 @@ def run(args: argparse.Namespace) -> dict:
         Measurement("bits_per_byte", "Bits per byte", bits_per_byte, CORPUS_NAME, "validation"),
         Measurement("perplexity", "Perplexity (per byte)", math.exp(eval_loss), CORPUS_NAME, "validation"),
     ]
-    CardRecord(args.output_dir.resolve().name, summary, measurements, num_parameters=model.num_parameters()).save(
-        args.output_dir, config
-    )
+    # Written beside the output folder and moved into place whole: an earlier quickstart there stays loadable until
+    # then.
+    with staged_folder(args.output_dir) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        CardRecord(args.output_dir.resolve().name, summary, measurements,
+                   num_parameters=model.num_parameters()).save(folder, config)
 
     # Reload the way users will: through the remote code written next to the weights.
     reloaded = AutoModelForCausalLM.from_pretrained(args.output_dir, trust_remote_code=True)

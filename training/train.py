@@ -11,6 +11,7 @@ with `--lora`, also `adapter/` (the PEFT adapter; `model/` then holds the merged
 
 import json
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.saving import staged_folder
 
 from .data import DataArguments, LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
 from .errors import UsageError
@@ -143,6 +145,12 @@ def plot_losses(log_history: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
 
 
+def writable(folder: Path, is_writer: bool) -> AbstractContextManager[Path]:
+    """Where to write `folder`: on the process that writes, a staged folder moved into place once complete (see
+    `modeling_fiftynet.saving.staged_folder`); on the others, which write nothing, the folder itself."""
+    return staged_folder(folder) if is_writer else nullcontext(folder)
+
+
 def sequences_per_step(args: TrainingArguments) -> int:
     """Training sequences per optimizer step, over all processes."""
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
@@ -163,41 +171,44 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
     `evaluated_on` names the validation text and its split (see `evaluation_text`)."""
     output_dir = Path(trainer.args.output_dir)
     model_dir = output_dir / "model"
-    if isinstance(trainer.model, PeftModel):
-        trainer.save_model(str(output_dir / "adapter"))
-        model = trainer.model.merge_and_unload()
-        if trainer.is_world_process_zero():
-            model.save_pretrained(model_dir)
-    else:
-        trainer.save_model(str(model_dir))  # gathers FSDP / DeepSpeed shards
-        model = trainer.model
-    if not trainer.is_world_process_zero():
-        return model_dir
-    # Trainer.save_model also pickles the TrainingArguments; the Hub-ready folder holds safetensors only (the
-    # checkpoints keep their copy for --resume).
-    (model_dir / "training_args.bin").unlink(missing_ok=True)
-    tokenizer.save_pretrained(model_dir)
-    if script.model:
-        how = "LoRA, merged" if isinstance(trainer.model, PeftModel) else "fine-tuned"
-        source = f"{how} from {source_name(script.model)}"
-    else:
-        overridden = " with config overrides" if script.config_file or script.config_overrides else ""
-        source = f"preset {script.preset or 'tiny'}{overridden}"
-    summary = (
-        f"`fiftynet train` ({source}): {trainer.state.global_step} steps of "
-        f"{sequences_per_step(trainer.args)} blocks of {data.train[0]['input_ids'].numel()} tokens "
-        f"({len(tokenizer)}-token {type(tokenizer).__name__}) "
-        f"on {data.name}, on {trainer.args.device}."
-    )
-    measurements = [
-        Measurement(key, name, metrics[f"eval_{key}"], *evaluated_on, script.dataset_name or "text")
-        for key, name in (("bits_per_byte", "Bits per byte"), ("perplexity", "Perplexity"),
-                          ("accuracy", "Next-token accuracy"))
-    ]
-    CardRecord(
-        output_dir.resolve().name, summary, measurements, base_model=hub_model_id(script.model),
-        datasets=[script.dataset_name] if script.dataset_name else [], num_parameters=model.num_parameters(),
-    ).save(model_dir, model.config)
+    writer = trainer.is_world_process_zero()
+    model = trainer.model
+    if isinstance(model, PeftModel):
+        with writable(output_dir / "adapter", writer) as adapter_dir:
+            trainer.save_model(str(adapter_dir))
+        model = model.merge_and_unload()
+    with writable(model_dir, writer) as folder:
+        if model is trainer.model:
+            trainer.save_model(str(folder))  # every process takes part in gathering FSDP / DeepSpeed shards
+        elif writer:
+            model.save_pretrained(folder)
+        if not writer:
+            return model_dir
+        # Trainer.save_model also pickles the TrainingArguments; the Hub-ready folder holds safetensors only (the
+        # checkpoints keep their copy for --resume).
+        (folder / "training_args.bin").unlink(missing_ok=True)
+        tokenizer.save_pretrained(folder)
+        if script.model:
+            how = "LoRA, merged" if isinstance(trainer.model, PeftModel) else "fine-tuned"
+            source = f"{how} from {source_name(script.model)}"
+        else:
+            overridden = " with config overrides" if script.config_file or script.config_overrides else ""
+            source = f"preset {script.preset or 'tiny'}{overridden}"
+        summary = (
+            f"`fiftynet train` ({source}): {trainer.state.global_step} steps of "
+            f"{sequences_per_step(trainer.args)} blocks of {data.train[0]['input_ids'].numel()} tokens "
+            f"({len(tokenizer)}-token {type(tokenizer).__name__}) "
+            f"on {data.name}, on {trainer.args.device}."
+        )
+        measurements = [
+            Measurement(key, name, metrics[f"eval_{key}"], *evaluated_on, script.dataset_name or "text")
+            for key, name in (("bits_per_byte", "Bits per byte"), ("perplexity", "Perplexity"),
+                              ("accuracy", "Next-token accuracy"))
+        ]
+        CardRecord(
+            output_dir.resolve().name, summary, measurements, base_model=hub_model_id(script.model),
+            datasets=[script.dataset_name] if script.dataset_name else [], num_parameters=model.num_parameters(),
+        ).save(folder, model.config)
     (output_dir / "metrics.json").write_text(json.dumps(
         {"validation": metrics, "parameters": model.num_parameters(), "tokens_per_byte": data.tokens_per_byte,
          "data": data.name, "log_history": trainer.state.log_history}, indent=2))
