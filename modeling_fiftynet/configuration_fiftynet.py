@@ -197,16 +197,17 @@ class FiftyNetConfig(PreTrainedConfig):
         if self.intermediate_size is None:
             gated = self.mlp_type == "gated"
             self.intermediate_size = -(-8 * self.hidden_size // 3 // 64) * 64 if gated else 4 * self.hidden_size
-        if self.mixer_types is None:
-            self.mixer_types = [self.mixer_type] * self.num_hidden_layers
-        elif self.mixer_types and len(set(self.mixer_types)) == 1:
-            self.mixer_type = self.mixer_types[0]  # one mixer for every block: mixer_types now follows mixer_type
         for name, default in BYTE_SPECIAL_TOKEN_IDS.items():
             if getattr(self, name) == default and default >= self.vocab_size:
                 setattr(self, name, None)
 
     def __setattr__(self, name, value):
         name = self.attribute_map.get(name, name)
+        if name == "mixer_types":
+            if value is None:
+                value = [self.mixer_type] * self.num_hidden_layers
+            elif value and len(set(value)) == 1:
+                super().__setattr__("mixer_type", value[0])  # one mixer for every block: it follows mixer_type
         follows = name in ("num_hidden_layers", "mixer_type") and self._mixer_types_follow_mixer_type()
         super().__setattr__(name, value)
         if follows:

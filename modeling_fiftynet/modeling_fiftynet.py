@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers.generation import GenerationMode
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
@@ -23,7 +25,7 @@ from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .compression import build_compressed_layers
 from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, FiftyNetConfig
-from .saving import staged_folder
+from .saving import WEIGHT_FILE, staged_folder
 from .spectral_ops import (
     at_least_float32,
     fft_causal_conv,
@@ -220,10 +222,37 @@ class FiftyNetCache(Cache):
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__(layers=[FiftyNetMixerState() for _ in range(config.num_hidden_layers)])
+        # What the states' kinds and shapes depend on, to refuse this cache to a model it was not made for.
+        self.architecture = cache_architecture(config)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Number of tokens the state has consumed."""
         return self.layers[layer_idx].get_seq_length()
+
+    def check_fits(self, config: FiftyNetConfig, batch_size: int) -> None:
+        """Raises a `ValueError` naming the difference if this cache was made for another architecture or batch."""
+        expected = cache_architecture(config)
+        if self.architecture != expected:
+            raise ValueError(
+                f"This cache was made for another FiftyNet ({self.architecture}), not this one ({expected}): pass "
+                "the cache this model returned."
+            )
+        for layer, state in enumerate(self.layers):
+            cached = next(iter(state.tensors.values()), None)
+            if cached is not None and cached.shape[0] != batch_size:
+                raise ValueError(
+                    f"The cache holds {cached.shape[0]} sequence(s) (layer {layer}) but the inputs have {batch_size}."
+                )
+
+
+def cache_architecture(config: FiftyNetConfig) -> dict:
+    """The config fields that decide what a cache's states are: their mixers (those of the layers that run, fewer for
+    early exit) and sizes."""
+    return {
+        "mixer_types": list(config.mixer_types[: config.num_hidden_layers]),
+        **{name: getattr(config, name) for name in
+           ("hidden_size", "filter_state_size", "short_conv_size", "fourier_kernel_size", "num_attention_heads")},
+    }
 
 
 class FiftyNetRMSNorm(nn.Module):
@@ -841,9 +870,10 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.from_pretrained`, with three differences:
 
         - Weights are read from safetensors only: a folder holding only pickled weights (`pytorch_model.bin`, `.pt`)
-          is an error naming the file, and `use_safetensors=False` is refused.
-        - A checkpoint lacking weights of the FiftyNet backbone is an error instead of a warning followed by random
-          weights. A head the checkpoint never had (a new task head) may still be missing, as usual.
+          is an error naming the file, and `use_safetensors=False` is refused; an unreadable file is an `OSError`.
+        - A checkpoint lacking weights of the FiftyNet backbone, or any weight of the class it was saved from, is an
+          error instead of a warning followed by random weights. A head the checkpoint never had (a new task head)
+          may still be missing, as usual.
         - Backbone weights the model has no place for (e.g. a checkpoint with more layers than the config) are an
           error instead of being dropped. Another head's weights (an LM head when loading a classifier) are not.
         """
@@ -851,7 +881,8 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             raise ValueError("FiftyNet reads weights from safetensors only; use_safetensors=False is not supported.")
         kwargs["use_safetensors"] = True
         folder = Path(pretrained_model_name_or_path or "", kwargs.get("subfolder") or "")
-        if pretrained_model_name_or_path is not None and folder.is_dir() and not any(folder.glob("*.safetensors")):
+        has_weights = any(WEIGHT_FILE.fullmatch(path.name) for path in folder.iterdir()) if folder.is_dir() else True
+        if pretrained_model_name_or_path is not None and not has_weights:
             pickled = sorted(path.name for path in folder.iterdir() if path.suffix in PICKLED_WEIGHT_SUFFIXES)
             if pickled:
                 raise OSError(
@@ -860,13 +891,23 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
                     "save_pretrained."
                 )
         return_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
-        )
+        try:
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except SafetensorError as error:
+            raise OSError(
+                f"The weights of {pretrained_model_name_or_path} cannot be read (a truncated or corrupt safetensors "
+                f"file?): {error}"
+            ) from error
         head_prefix = f"{cls.base_model_prefix}."
+        # Saved from this very class, the checkpoint must hold every weight; otherwise only the backbone's, and a head
+        # it never had (a new task head) starts at random, as usual.
+        same_class = type(model).__name__ in (model.config.architectures or [])
         is_backbone_model = isinstance(model, FiftyNetModel)
         missing = sorted(
-            key for key in loading_info["missing_keys"] if is_backbone_model or key.startswith(head_prefix)
+            key for key in loading_info["missing_keys"]
+            if same_class or is_backbone_model or key.startswith(head_prefix)
         )
         if missing:
             raise ValueError(
@@ -896,6 +937,7 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
         rank writes), save in place as usual.
         """
         self.config.validate_architecture()
+        self._check_config_describes_model()
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
         if not is_main_process or kwargs.get("distributed_checkpoint"):
             return super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
@@ -903,6 +945,24 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             kwargs.setdefault("repo_id", Path(save_directory).absolute().name)
         with staged_folder(save_directory) as staged:
             super().save_pretrained(staged, is_main_process=True, **kwargs)
+
+    def _check_config_describes_model(self) -> None:
+        """Raises if the config was changed after the model was built in a way the weights do not follow (a saved
+        folder would not load)."""
+        backbone = self if isinstance(self, FiftyNetModel) else self.model
+        built = [next(name for name, cls in MIXER_CLASSES.items() if type(layer.mixer) is cls)
+                 for layer in backbone.layers]
+        described = {
+            "mixer_types": (self.config.mixer_types, built),
+            "vocab_size": (self.config.vocab_size, backbone.embed_tokens.num_embeddings),
+            "hidden_size": (self.config.hidden_size, backbone.embed_tokens.embedding_dim),
+        }
+        for name, (configured, actual) in described.items():
+            if configured != actual:
+                raise ValueError(
+                    f"config.{name}={configured} does not describe this model ({actual}); it was changed after the "
+                    "model was built. Build a new model from the config, or restore the field."
+                )
 
     def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
                                 *args, **kwargs) -> nn.Embedding:
@@ -1083,6 +1143,8 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if seq_len == 0:
             raise ValueError("The input sequence is empty: FiftyNet needs at least one token.")
+        if cache is not None:
+            cache.check_fits(self.config, batch_size)
         past_len = cache.get_seq_length() if cache is not None else 0
         self._check_shapes(attention_mask, position_ids, batch_size, past_len, seq_len)
         if self.config.position_encoding != "none" and position_ids is None:
@@ -1153,8 +1215,8 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         past_len: int,
         seq_len: int,
     ) -> None:
-        """Accepts a 2D padding mask covering the past and new tokens (or only the new ones when there is no past),
-        and `(batch, seq_len)` positions; a mask longer than that means the cache lacks the past it covers."""
+        """Accepts a 2D padding mask covering the past and the new tokens, and `(batch, seq_len)` positions; a mask
+        longer than that means the cache lacks the past it covers."""
         if attention_mask is not None:
             if attention_mask.dim() == 2 and attention_mask.shape[0] == batch_size and past_len == 0 and (
                 attention_mask.shape[1] > seq_len
@@ -1164,10 +1226,9 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
                     "and no cache: the past it covers is missing. Pass the cache returned by the previous call "
                     f"(as `{CACHE_NAME}`)."
                 )
-            valid_shapes = {(batch_size, past_len + seq_len)}
-            if past_len == 0:
-                valid_shapes.add((batch_size, seq_len))
-            if attention_mask.dim() != 2 or tuple(attention_mask.shape) not in valid_shapes:
+            if attention_mask.dim() != 2 or attention_mask.shape[0] != batch_size or (
+                attention_mask.shape[1] != past_len + seq_len
+            ):
                 raise ValueError(
                     f"attention_mask must be a 2D padding mask of shape (batch, past + new tokens) = "
                     f"{(batch_size, past_len + seq_len)}, got {tuple(attention_mask.shape)}"
@@ -1235,12 +1296,12 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
 
     def __init__(self, config: FiftyNetConfig):
+        super().__init__(config)  # validates the config first
         if not config.is_causal:
             raise ValueError(
                 f"FiftyNetForCausalLM needs causal mixers, but mixer_types={config.mixer_types} includes 'fnet', which "
                 "mixes in future tokens. Use FiftyNetModel or FiftyNetForSequenceClassification for FNet."
             )
-        super().__init__(config)
         self.model = FiftyNetModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.chunk_head = FiftyNetChunkHead(config) if config.chunk_head_size > 0 else None
@@ -1251,15 +1312,28 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         # `generate` must not build a key/value cache: it gets a FiftyNetCache from the method below.
         return False
 
-    def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs) -> None:
-        # Assisted generation needs the cache before the prefill, so `generate` starts from an empty FiftyNetCache,
-        # under the name this transformers release passes to `forward`.
-        if model_kwargs.get(CACHE_NAME) is None and generation_config.use_cache is not False:
+    def _prepare_cache_for_generation(
+        self, generation_config, model_kwargs: dict, generation_mode, *args, **kwargs
+    ) -> None:
+        # A cache the user passed under the other name (`cache=` before transformers 5.24, which would otherwise
+        # forward it beside a new one) goes under the name this release passes to `forward`.
+        other_name = "past_key_values" if CACHE_NAME == "cache" else "cache"
+        if model_kwargs.get(other_name) is not None:
+            model_kwargs[CACHE_NAME] = one_cache(model_kwargs.get(CACHE_NAME), model_kwargs.pop(other_name))
+        cache = model_kwargs.get(CACHE_NAME)
+        rolls_back = generation_config.is_assistant or generation_mode == GenerationMode.ASSISTED_GENERATION
+        if cache is not None and not rolls_back:
+            # A cache handed back by assisted generation still records how to roll back; nothing will be rolled
+            # back now, and recording every step would hold memory that grows with the output.
+            for layer in cache.layers:
+                layer.record_past = False
+        # Assisted generation needs the cache before the prefill, so `generate` starts from an empty FiftyNetCache.
+        if cache is None and generation_config.use_cache is not False:
             model_kwargs[CACHE_NAME] = FiftyNetCache(self.config)
             if generation_config.is_assistant:  # an assistant's drafts are rolled back when rejected
                 model_kwargs[CACHE_NAME].activate_past_recording()
             return
-        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, generation_mode, *args, **kwargs)
 
     @can_return_tuple
     def forward(

@@ -1,78 +1,90 @@
-"""Folders written whole or not at all: a save that fails or is interrupted never leaves a half-written model.
+"""Saves that never leave a model folder half-written.
 
-`staged_folder(target)` gives a new folder beside `target` to write into. When the writing succeeds, the files of
-`target` that were not rewritten are carried over (as `save_pretrained` keeps a tokenizer or a card saved beside the
-weights), and the new folder takes the place of `target` by renaming. When it fails, `target` is left exactly as it
-was and the staged folder is removed. A process killed while writing leaves a hidden `.NAME.*.partial` folder beside
-`target`, never a mix of two saves.
+`staged_folder(target)` gives an empty hidden folder inside `target` to write the whole save into. When the writing
+succeeds, each file is renamed into `target` (`config.json` last, so a folder being filled is not yet a model), and
+weight files of the same kind that this save did not write (stale shards) are removed; the other files of `target`
+(a tokenizer, a card, your notes) stay. When the writing fails or is interrupted, `target` is left as it was and the
+staged folder is removed. Renames never copy data, and SIGINT/SIGTERM are held while they run, so the moment when
+the folder mixes two saves lasts a few system calls. The staged folder lives inside `target`, so `target` itself is
+never renamed: it may be the working directory, a mount point (a container volume) or reached through a symlink. A
+process killed while writing leaves a hidden `.fiftynet-partial-*` folder in `target`, which loading ignores.
 """
 
 import os
 import re
 import shutil
-import uuid
+import signal
+import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
-# Weight files that a new save replaces even when it does not rewrite them (a sharded save replaced by a single
-# file, or the reverse), as `save_pretrained` itself deletes stale shards. Pickled weights are never ours to delete.
-STALE_WEIGHTS = re.compile(r"model(\.[\w-]+)?(-\d{5}-of-\d{5})?\.safetensors(\.index\.json)?")
+STAGING_PREFIX = ".fiftynet-partial-"
+# Weight files as `save_pretrained` names them: `model[.VARIANT][-00001-of-00002].safetensors[.index.json]`.
+WEIGHT_FILE = re.compile(r"model(?:\.(?P<variant>[\w-]+))?(?:-\d{5}-of-\d{5})?\.safetensors(?:\.index\.json)?")
 
 
 @contextmanager
 def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
-    """Yields an empty folder beside `target`; moves it into place when the block succeeds, removes it otherwise.
+    """Yields an empty folder to write into; its files replace those of `target` when the block succeeds, and it is
+    removed either way.
 
     Raises:
-        NotADirectoryError: `target` exists and is a file.
+        NotADirectoryError: `target` exists and is not a folder.
     """
-    target = Path(target).absolute()
+    target = Path(os.path.realpath(target))  # through a symlink: the folder it points to
     if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"{target} exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.partial"
-    staged.mkdir()
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+    succeeded = False
     try:
         yield staged
-        if target.exists():
-            shutil.copymode(target, staged)
-            carry_over(target, staged)
-        replace_folder(staged, target)
-    except BaseException:
+        with interrupts_held():
+            move_into(staged, target)
+        succeeded = True
+    finally:
         shutil.rmtree(staged, ignore_errors=True)
-        raise
+        if created and not succeeded and not any(target.iterdir()):
+            target.rmdir()
 
 
-def carry_over(old: Path, new: Path) -> None:
-    """Links (or copies) into `new` the entries of `old` it does not have, except stale weight files."""
-    for entry in old.iterdir():
-        if (new / entry.name).exists() or (entry.is_file() and STALE_WEIGHTS.fullmatch(entry.name)):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, new / entry.name, symlinks=True, copy_function=link_or_copy)
+def move_into(staged: Path, target: Path) -> None:
+    """Renames every file of `staged` into `target` (merging folders, `config.json` last), then removes the weight
+    files of `target` of a kind `staged` held (the same variant) that it did not hold."""
+    written_variants = {match["variant"] for match in map(WEIGHT_FILE.fullmatch, os.listdir(staged)) if match}
+    stale = [
+        name for name in os.listdir(target)
+        if (match := WEIGHT_FILE.fullmatch(name)) and match["variant"] in written_variants
+        and not (staged / name).exists()
+    ]
+    for name in sorted(os.listdir(staged), key=lambda name: name == "config.json"):
+        source, destination = staged / name, target / name
+        if source.is_dir() and not source.is_symlink() and destination.is_dir():
+            move_into(source, destination)
         else:
-            link_or_copy(entry, new / entry.name)
+            os.replace(source, destination)
+    for name in stale:
+        (target / name).unlink()
 
 
-def link_or_copy(source: str | os.PathLike, destination: str | os.PathLike) -> None:
-    """A hard link where the file system allows one (no bytes are copied), else a copy."""
-    if os.path.islink(source):
-        os.symlink(os.readlink(source), destination)
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Holds SIGINT and SIGTERM until the block ends, then delivers the first one that came (in the main thread, where
+    Python runs signal handlers; elsewhere the block runs as it is)."""
+    signals = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is not None]
+    if threading.current_thread() is not threading.main_thread() or not signals:
+        yield
         return
+    received = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in signals}
     try:
-        os.link(source, destination)
-    except OSError:
-        shutil.copy2(source, destination)
-
-
-def replace_folder(staged: Path, target: Path) -> None:
-    """Puts the finished folder `staged` at `target` by renaming, keeping the previous `target` until it is there."""
-    if not target.exists():
-        os.replace(staged, target)
-        return
-    previous = staged.with_suffix(".previous")
-    os.replace(target, previous)
-    os.replace(staged, target)
-    shutil.rmtree(previous)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])

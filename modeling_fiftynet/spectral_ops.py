@@ -216,11 +216,15 @@ def modal_fft_conv(
         log_poles, residues = log_poles.to(complex_dtype), residues.to(complex_dtype)
         inputs = inputs.to(real_dtype)
         complex_inputs = inputs.to(complex_dtype)
-        lags = torch.arange(seq_len, device=inputs.device, dtype=real_dtype)
+        # The phases frequency * t reach thousands of radians; in float32 their rounding would dominate the error,
+        # so the powers are computed in float64 (where the device has it) and rounded once.
+        wide = torch.float64 if inputs.device.type != "mps" else real_dtype
+        lags = torch.arange(seq_len, device=inputs.device, dtype=wide)
+        wide_log_poles = log_poles.to(COMPLEX_DTYPES[wide])
         kernel = 0
         final_state = []
         for mode in range(log_poles.shape[-1]):
-            powers = torch.exp(log_poles[:, mode, None] * lags)  # (channels, seq_len): lambda ** t
+            powers = torch.exp(wide_log_poles[:, mode, None] * lags).to(complex_dtype)  # (channels, seq_len): lambda**t
             kernel = kernel + (residues[:, mode, None] * powers).real
             # The state after the last token: sum_t lambda ** (seq_len - 1 - t) * u_t.
             final_state.append(torch.einsum("bdl,dl->bd", complex_inputs, powers.flip(-1)))
@@ -230,7 +234,7 @@ def modal_fft_conv(
             initial_state = initial_state.to(complex_dtype)
             for mode in range(log_poles.shape[-1]):
                 # Output t also gets Re(C_n lambda_n ** (t + 1) s_n).
-                powers = torch.exp(log_poles[:, mode, None] * (lags + 1))
+                powers = torch.exp(wide_log_poles[:, mode, None] * (lags + 1)).to(complex_dtype)
                 outputs = outputs + ((residues[:, mode] * initial_state[..., mode])[..., None] * powers).real
             final_state = final_state + torch.exp(log_poles * seq_len) * initial_state
         return outputs, final_state

@@ -6,16 +6,18 @@ loading, and forward passes that `torch.export` and `torch.compile(fullgraph=Tru
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_isolated
-from safetensors.torch import save_file
-from test_modeling import ALL_VARIANTS, cache_of, random_ids, tiny_config, tiny_model, variant_id
+from safetensors.torch import load_file, save_file
+from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_config, tiny_model, variant_id
 from transformers import AutoConfig
 
 from modeling_fiftynet import (
@@ -25,10 +27,7 @@ from modeling_fiftynet import (
     FiftyNetForSequenceClassification,
 )
 from modeling_fiftynet.modeling_fiftynet import CACHE_NAME
-from modeling_fiftynet.saving import staged_folder
-
-
-PROJECT_ROOT = Path(__file__).parents[1]
+from modeling_fiftynet.saving import interrupts_held, staged_folder
 
 
 def greedy_loop(model: FiftyNetForCausalLM, ids: torch.Tensor, steps: int,
@@ -107,6 +106,39 @@ def test_generation_uses_the_running_releases_names_and_warns_about_nothing(tmp_
     assert not re.search(r"past_key_values|cache_params|`cache`", assisted), assisted
 
 
+@pytest.mark.filterwarnings("ignore:.*past_key_values.*:FutureWarning")  # transformers >= 5.24 on the old name
+def test_generate_continues_from_a_cache_passed_under_either_name_and_stops_recording_it():
+    model = tiny_model()
+    ids = random_ids(1, 8).repeat(1, 2)
+    kwargs = dict(max_new_tokens=6, do_sample=False, pad_token_id=256)
+    whole = model.generate(ids, max_new_tokens=18, do_sample=False, pad_token_id=256)
+    for name in ("cache", "past_key_values"):
+        # Assisted generation records how to roll back and hands the cache back still recording.
+        first = model.generate(ids, prompt_lookup_num_tokens=3, return_dict_in_generate=True, **kwargs)
+        cache = cache_of(first)
+        second = model.generate(first.sequences, **{name: cache}, return_dict_in_generate=True, **kwargs)
+        third = model.generate(second.sequences, **{name: cache}, **kwargs)
+        assert torch.equal(third, whole), name
+        # Plain decoding rolls nothing back: no step's replay is kept (they would grow with the output).
+        assert all(layer._recorded_calls == [] and not layer.record_past for layer in cache.layers)
+
+
+def test_a_cache_made_for_another_model_or_batch_is_refused():
+    model = tiny_model()
+    ids = random_ids(2, 6)
+    with torch.no_grad():
+        for other, message in (
+            (tiny_model(mixer_type="nfo"), r"made for another FiftyNet .*'nfo'"),
+            (tiny_model(num_hidden_layers=4), "made for another FiftyNet"),
+            (tiny_model(hidden_size=48), "made for another FiftyNet"),
+        ):
+            with pytest.raises(ValueError, match=message):
+                model(ids[:, -1:], cache=cache_of(other(ids[:, :-1], use_cache=True)))
+        cache = cache_of(model(ids[:1, :-1], use_cache=True))
+        with pytest.raises(ValueError, match=r"holds 1 sequence\(s\) \(layer 0\) but the inputs have 2"):
+            model(ids[:, -1:], cache=cache)
+
+
 def test_forward_takes_the_cache_under_both_names_and_returns_it_under_the_running_releases_name():
     model = tiny_model()
     ids = random_ids(2, 12)
@@ -162,12 +194,35 @@ def test_mixer_types_follow_num_hidden_layers_and_mixer_type(tmp_path):
     config.n_layer = 3  # GPT-2's name, after construction
     assert config.mixer_types == ["spectral_conv"] * 3
     assert tiny_config(mixer_types=["fftnet", "fftnet"]).mixer_type == "fftnet"
+    config.mixer_types = ["nfo"] * 3  # one mixer for every block, set after construction
+    config.num_hidden_layers = 2
+    assert (config.mixer_type, config.mixer_types) == ("nfo", ["nfo", "nfo"])
+    config.mixer_types = None
+    assert config.mixer_types == ["nfo", "nfo"]
     # A per-block choice is kept as given, and a model is not built from it once it no longer fits.
     hybrid = tiny_config(mixer_types=["spectral_conv", "attention"])
     hybrid.num_hidden_layers = 3
     assert hybrid.mixer_types == ["spectral_conv", "attention"]
     with pytest.raises(ValueError, match="mixer_types lists 2 mixers for num_hidden_layers=3"):
         FiftyNetForCausalLM(hybrid)
+    # A mistyped mixer is named as such, not taken for a bidirectional one.
+    with pytest.raises(ValueError, match=r"mixer_type='spectral' is not one of"):
+        FiftyNetForCausalLM(AutoConfig.from_pretrained(tmp_path, mixer_type="spectral"))
+
+
+def test_a_config_changed_after_the_model_was_built_is_not_saved(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    before = folder_contents(tmp_path)
+    for field, value, message in (("num_hidden_layers", 3, r"config.mixer_types=\['spectral_conv'.*does not describe"),
+                                  ("mixer_type", "nfo", r"config.mixer_types=\['nfo', 'nfo'\] does not describe"),
+                                  ("vocab_size", 300, "config.vocab_size=300 does not describe")):
+        original = getattr(model.config, field)
+        setattr(model.config, field, value)
+        with pytest.raises(ValueError, match=message):
+            model.save_pretrained(tmp_path)
+        setattr(model.config, field, original)
+    assert folder_contents(tmp_path) == before
 
 
 @pytest.mark.parametrize("vocab_size", [99, 257, 259, 300])
@@ -261,6 +316,48 @@ def test_a_failed_write_leaves_the_folder_as_it_was_and_nothing_beside_it(tmp_pa
             pass
 
 
+def test_saves_that_write_no_weights_or_other_weights_keep_the_weights_there(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path, variant="fp16")
+    model.config.save_pretrained(tmp_path)  # a config alone
+    model.save_pretrained(tmp_path)  # the default variant again
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"model.safetensors", "model.fp16.safetensors", "config.json"} <= names
+    FiftyNetForCausalLM.from_pretrained(tmp_path)
+    FiftyNetForCausalLM.from_pretrained(tmp_path, variant="fp16")
+
+
+def test_a_save_updates_the_folder_in_place_through_symlinks_and_from_inside_it(tmp_path, monkeypatch):
+    """The folder itself is never renamed: a symlink keeps pointing at it, a process working in it keeps its
+    working directory, and a mount point (a container volume) can be saved into."""
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    tiny_model(seed=0).save_pretrained(link)
+    tiny_model(seed=1).save_pretrained(f"{link}/")
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+    reference = tiny_model(seed=1)
+    ids = random_ids(1, 5)
+    with torch.no_grad():
+        assert torch.equal(FiftyNetForCausalLM.from_pretrained(real).eval()(ids).logits, reference(ids).logits)
+    monkeypatch.chdir(real)
+    inode = os.stat(".").st_ino
+    tiny_model(seed=2).save_pretrained(".")
+    assert os.getcwd() == str(real) and os.stat(".").st_ino == inode
+    assert not [p for p in real.iterdir() if p.name.startswith(".")]  # no staged folder left
+
+
+def test_interrupts_are_held_while_a_save_is_moved_into_place():
+    moved = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # Python runs the handler here: it is held, not raised
+            moved.append("every file")
+    assert moved == ["every file"]
+
+
 def test_a_save_keeps_the_other_files_of_the_folder_and_drops_stale_shards(tmp_path):
     model = tiny_model()
     FiftyNetByteTokenizer().save_pretrained(tmp_path)
@@ -326,8 +423,32 @@ def test_pickled_weights_are_refused_by_name(tmp_path):
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     with pytest.raises(OSError, match="holds pytorch_model.bin but no model.safetensors"):
         FiftyNetForCausalLM.from_pretrained(tmp_path)
+    save_file({"x": torch.zeros(1)}, tmp_path / "adapter_model.safetensors")  # other safetensors are not weights
+    with pytest.raises(OSError, match="holds pytorch_model.bin but no model.safetensors"):
+        FiftyNetForCausalLM.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="use_safetensors=False is not supported"):
         FiftyNetForCausalLM.from_pretrained(tmp_path, use_safetensors=False)
+
+
+def test_weights_of_the_class_that_saved_the_checkpoint_may_not_be_missing(tmp_path):
+    untied = tiny_model(tie_word_embeddings=False, chunk_head_size=2)
+    for key in ("lm_head.weight", "chunk_head.weight"):
+        untied.save_pretrained(tmp_path / key)
+        weights = load_file(tmp_path / key / "model.safetensors")
+        del weights[key]
+        save_file(weights, tmp_path / key / "model.safetensors", metadata={"format": "pt"})
+        with pytest.raises(ValueError, match=f"checkpoint is incomplete.*{key}"):
+            FiftyNetForCausalLM.from_pretrained(tmp_path / key)
+    # A head the checkpoint never had is new, as usual: a classifier from a causal LM's folder.
+    FiftyNetForSequenceClassification.from_pretrained(tmp_path / "lm_head.weight", num_labels=2)
+
+
+def test_unreadable_weights_are_an_os_error_naming_the_folder(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(OSError, match=f"The weights of {tmp_path} cannot be read"):
+        FiftyNetForCausalLM.from_pretrained(tmp_path)
 
 
 def test_backbone_weights_the_model_has_no_place_for_are_refused(tmp_path):
@@ -346,14 +467,30 @@ def test_torch_export_with_a_static_and_a_dynamic_sequence_length(variant):
     with torch.no_grad():
         torch.testing.assert_close(static(ids, use_cache=False).logits, model(ids).logits, rtol=1e-5, atol=1e-5)
     seq_len = torch.export.Dim("seq_len", min=2, max=300)
+    mask = torch.ones_like(ids)
     dynamic = torch.export.export(
-        model, (ids,), {"use_cache": False}, dynamic_shapes={"input_ids": {1: seq_len}, "use_cache": None}
+        model, (ids,), {"attention_mask": mask, "use_cache": False},
+        dynamic_shapes={"input_ids": {1: seq_len}, "attention_mask": {1: seq_len}, "use_cache": None},
     ).module()
     for length in (2, 17, 40, 120):  # up to the learned position table's 128
-        other = random_ids(2, length, seed=length)
+        other, mask = random_ids(2, length, seed=length), torch.ones(2, length, dtype=torch.long)
+        mask[1, : length // 3] = 0  # left padding
         with torch.no_grad():
-            torch.testing.assert_close(dynamic(other, use_cache=False).logits, model(other).logits,
-                                       rtol=1e-4, atol=1e-4)
+            assert_same_logits(dynamic(other, attention_mask=mask, use_cache=False).logits,
+                               model(other, attention_mask=mask).logits)
+
+
+def test_a_dynamic_length_export_stays_exact_on_long_sequences():
+    """A symbolic length takes the loop-free modal path (`spectral_ops.modal_fft_conv`), whose rounding must not grow
+    with the length beyond the eager path's."""
+    model = tiny_model(**ALL_VARIANTS[9])
+    exported = torch.export.export(
+        model, (random_ids(1, 40),), {"use_cache": False},
+        dynamic_shapes={"input_ids": {1: torch.export.Dim("seq_len", min=2, max=4096)}, "use_cache": None},
+    ).module()
+    ids = random_ids(1, 1500)
+    with torch.no_grad():
+        assert_same_logits(exported(ids, use_cache=False).logits, model(ids).logits)
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
