@@ -31,7 +31,7 @@ from modeling_fiftynet.compression import CompressedLinear, check_compression_ar
 from modeling_fiftynet.modeling_compressed_gpt2 import CompressedGPT2Config, CompressedGPT2LMHeadModel
 from modeling_fiftynet.saving import staged_folder
 from training.corpus import CORPUS_NAME, load_corpus
-from training.errors import UsageError
+from training.errors import UsageError, non_negative_int, positive_float, positive_int, refuse_non_empty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,13 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, metavar="dct|svd|int8")
     parser.add_argument("--ratio", type=float, help="compressed bytes / float32 bytes per layer, in (0, 1]")
     parser.add_argument("--modules", help="comma-separated module names to compress, e.g. mlp,mixer (default: all)")
-    parser.add_argument("--block-size", type=int, default=128, help="columns per streamed block (dct)")
-    parser.add_argument("--finetune-steps", type=int, default=0, help="AdamW steps on the bundled corpus")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--sequence-length", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--block_size", "--block-size", type=positive_int, default=128,
+                        help="columns per streamed block (dct)")
+    parser.add_argument("--finetune_steps", "--finetune-steps", type=non_negative_int, default=0,
+                        help="AdamW steps on the bundled corpus")
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8)
+    parser.add_argument("--sequence_length", "--sequence-length", type=positive_int, default=256)
+    parser.add_argument("--learning_rate", "--learning-rate", type=positive_float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="where the compressed model goes")
+    parser.add_argument("--out", type=Path, required=True, help="where the compressed model goes: a new or empty folder")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", action="store_true",
+                        help="replace the model in a non-empty --out")
 
 
 def load_dense_model(folder: Path) -> PreTrainedModel:
@@ -185,6 +189,8 @@ def card_record(
 
 
 def run(args: argparse.Namespace) -> dict:
+    if not args.overwrite_output_dir:
+        refuse_non_empty(args.out, "--out")
     try:
         modules = [name.strip() for name in args.modules.split(",") if name.strip()] if args.modules else None
         check_compression_arguments(args.method, args.ratio)

@@ -17,6 +17,7 @@ Every TrainingArguments flag applies to the end-to-end stage; several GPUs: `acc
 """
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +40,7 @@ from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 from training.data import DataArguments, LanguageModelingData, load_texts, prepare_data
-from training.errors import UsageError
+from training.errors import UsageError, refuse_non_empty
 from training.evaluation import collate_blocks, evaluate_blocks
 from training import train
 from training.lora import LoraArguments, add_lora
@@ -73,6 +74,14 @@ class ConvertArguments(DataArguments):
     compress_ratio: float | None = field(default=None, metadata={"help": "bytes kept per compressed layer, (0, 1]"})
     compress_modules: str | None = field(default=None, metadata={"help": "e.g. mlp (default: all Linear layers)"})
     resume: bool = field(default=False, metadata={"help": "continue a run in --out: skip the stages it finished"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "convert afresh into a non-empty --out: its earlier run is deleted first"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.resume and self.overwrite_output_dir:
+            raise ValueError("--resume continues the run in --out and --overwrite_output_dir replaces it: pass one")
 
 
 # `fiftynet train`'s defaults, but for distilling: the end-to-end stage; every TrainingArguments flag overrides them.
@@ -89,7 +98,7 @@ TRAINING_DEFAULTS = {
 
 
 def parse_arguments(argv: list[str] | None) -> tuple[ConvertArguments, TrainingArguments]:
-    parser = HfArgumentParser((ConvertArguments, TrainingArguments), prog="fiftynet convert", description=__doc__)
+    parser = HfArgumentParser((ConvertArguments, train.TrainerArguments), prog="fiftynet convert", description=__doc__)
     parser.set_defaults(**TRAINING_DEFAULTS)
     try:
         args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -213,6 +222,12 @@ def initialized_student(teacher: GPT2LMHeadModel, mixer_types: list[str], replac
 def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     set_seed(training_args.seed)
     out = Path(args.out)
+    if args.overwrite_output_dir and training_args.should_save:  # the earlier run's stages must not mix into this one
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / "layerwise", ignore_errors=True)
+        (out / "report.json").unlink(missing_ok=True)
+    elif not args.resume:
+        refuse_non_empty(out, "--out", "continue its conversion with --resume, ")
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_teacher(args.teacher).to(training_args.device)
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args.teacher, "the teacher's tokenizer")

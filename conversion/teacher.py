@@ -12,13 +12,13 @@ a conversion's budget is read as a fraction of the teacher's own training tokens
 import json
 from dataclasses import dataclass, field
 
-from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, set_seed
 
 from modeling_fiftynet.saving import staged_folder
 from training import train
 from training.corpus import CORPUS_NAME, load_corpus
 from training.data import Texts, prepare_data
-from training.errors import UsageError
+from training.errors import UsageError, refuse_non_empty
 from training.evaluation import IGNORE_KEYS, trainer_evaluation
 from training.tokenizer import train_bpe
 
@@ -35,6 +35,9 @@ class TeacherArguments:
     size: str = field(default="tiny", metadata={"help": f"model shape: {', '.join(SIZES)}"})
     vocab_size: int = field(default=8192, metadata={"help": "BPE vocabulary size"})
     block_size: int = field(default=256, metadata={"help": "tokens per sequence (and n_positions)"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace the teacher in a non-empty --output_dir"}
+    )
 
 
 TRAINING_DEFAULTS = {**train.TRAINING_DEFAULTS, "output_dir": "gpt2-teacher", "max_steps": 600, "save_strategy": "no",
@@ -50,10 +53,12 @@ def build_teacher(size: str, vocab_size: int, block_size: int, eos_token_id: int
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((TeacherArguments, TrainingArguments), prog="python -m conversion.teacher",
+    parser = HfArgumentParser((TeacherArguments, train.TrainerArguments), prog="python -m conversion.teacher",
                               description=__doc__)
     parser.set_defaults(**TRAINING_DEFAULTS)
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if not args.overwrite_output_dir:
+        refuse_non_empty(training_args.output_dir, "--output_dir")
     set_seed(training_args.seed)
     texts = Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
     tokenizer = train_bpe(texts.train, args.vocab_size)

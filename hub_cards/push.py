@@ -33,15 +33,16 @@ TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, metavar="DIR",
                         help="a folder saved by fiftynet (for fiftynet train, OUTPUT_DIR/model)")
-    parser.add_argument("--repo-id", required=True, metavar="NAME",
+    parser.add_argument("--repo_id", "--repo-id", required=True, metavar="NAME",
                         help="NAME or USER/NAME of the model repository (created if new)")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--revision", metavar="BRANCH",
                         help="branch to commit to (created from main if new; default: main)")
-    parser.add_argument("--base-model", metavar="ID",
+    parser.add_argument("--base_model", "--base-model", metavar="ID",
                         help="Hub id of the model this one was made from, when that was a local folder (the card's "
                              "metadata can only name Hub models)")
-    parser.add_argument("--commit-message", metavar="TEXT", default="Upload FiftyNet model with fiftynet push")
+    parser.add_argument("--commit_message", "--commit-message", metavar="TEXT",
+                        default="Upload FiftyNet model with fiftynet push")
 
 
 def folder_files(folder: Path) -> list[Path]:

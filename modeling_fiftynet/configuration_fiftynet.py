@@ -36,10 +36,10 @@ class FiftyNetConfig(PreTrainedConfig):
         intermediate_size (`int`, *optional*):
             Width of the MLP. Defaults to 8/3 of `hidden_size` rounded up to a multiple of 64 for the gated MLP,
             which keeps its parameter count at that of a plain 4x MLP, and to 4 `hidden_size` for the plain one.
-        max_position_embeddings (`int`, defaults to 2048):
-            Longest sequence the learned position table covers when `position_encoding="learned"`. The spectral
-            mixer itself has no length limit (its filters are defined for every lag), so with
-            `position_encoding="none"` longer inputs are accepted.
+        max_position_embeddings (`int`, *optional*, defaults to 2048):
+            Longest sequence the learned position table covers when `position_encoding="learned"`. With any other
+            position encoding the model has no length limit (the filters are defined at every lag), and this field
+            is None, so that `generate()` neither stops at it nor warns about it.
         mixer_type (`str`, defaults to `"spectral_conv"`):
             Token mixer of every block unless `mixer_types` lists one per block:
             - `"spectral_conv"`: gated causal long convolution with a modal filter, see [`FiftyNetSpectralConvMixer`].
@@ -159,7 +159,7 @@ class FiftyNetConfig(PreTrainedConfig):
     hidden_size: int = 768
     num_hidden_layers: int = 12
     intermediate_size: int | None = None
-    max_position_embeddings: int = 2048
+    max_position_embeddings: int | None = 2048
     mixer_type: str = "spectral_conv"
     mixer_types: list[str] | None = None
     mixer_gate: str = "none"
@@ -200,6 +200,8 @@ class FiftyNetConfig(PreTrainedConfig):
         for name, default in BYTE_SPECIAL_TOKEN_IDS.items():
             if getattr(self, name) == default and default >= self.vocab_size:
                 setattr(self, name, None)
+        if self.position_encoding != "learned":
+            self.max_position_embeddings = None  # no length limit
 
     def __setattr__(self, name, value):
         name = self.attribute_map.get(name, name)
@@ -240,11 +242,15 @@ class FiftyNetConfig(PreTrainedConfig):
         ):
             if value not in choices:
                 raise ValueError(f"{name}={value!r} is not one of {choices}")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "max_position_embeddings",
-                     "filter_state_size", "short_conv_size", "fourier_kernel_size", "fourier_modes",
-                     "adaptive_filter_count", "num_attention_heads"):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "filter_state_size", "short_conv_size",
+                     "fourier_kernel_size", "fourier_modes", "adaptive_filter_count", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.position_encoding == "learned" and (self.max_position_embeddings or 0) < 1:
+            raise ValueError(
+                "position_encoding='learned' needs max_position_embeddings, the size of its position table, got "
+                f"{self.max_position_embeddings}"
+            )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             token_ids = getattr(self, name)
             for token_id in token_ids if isinstance(token_ids, list) else [token_ids]:

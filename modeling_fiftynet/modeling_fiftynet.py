@@ -16,6 +16,10 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
@@ -874,8 +878,10 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
         - A checkpoint lacking weights of the FiftyNet backbone, or any weight of the class it was saved from, is an
           error instead of a warning followed by random weights. A head the checkpoint never had (a new task head)
           may still be missing, as usual.
-        - Backbone weights the model has no place for (e.g. a checkpoint with more layers than the config) are an
-          error instead of being dropped. Another head's weights (an LM head when loading a classifier) are not.
+        - Backbone weights the model has no place for (e.g. a checkpoint with more layers than the config), and
+          weights whose shape differs from the config's (unless `ignore_mismatched_sizes=True`), are an error
+          instead of being dropped or reported in a table. Another head's weights (an LM head when loading a
+          classifier) are not.
         """
         if kwargs.get("use_safetensors") is False:
             raise ValueError("FiftyNet reads weights from safetensors only; use_safetensors=False is not supported.")
@@ -891,15 +897,28 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
                     "save_pretrained."
                 )
         return_loading_info = kwargs.pop("output_loading_info", False)
+        # Weights of another shape are reported below by name, unless the caller tolerates them (a new head size).
+        tolerate_mismatches = kwargs.pop("ignore_mismatched_sizes", False)
         try:
             model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+                pretrained_model_name_or_path, *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
             )
         except SafetensorError as error:
             raise OSError(
                 f"The weights of {pretrained_model_name_or_path} cannot be read (a truncated or corrupt safetensors "
                 f"file?): {error}"
             ) from error
+        # A list of (name, saved shape, model shape) or a set of names, depending on the transformers release.
+        mismatched = sorted(
+            key[0] if isinstance(key, tuple) else key
+            for key in ([] if tolerate_mismatches else loading_info.get("mismatched_keys", []))
+        )
+        if mismatched:
+            raise ValueError(
+                f"{len(mismatched)} weight(s) of {pretrained_model_name_or_path} do not have the shape its config "
+                f"describes, e.g. {', '.join(mismatched[:3])}. Does the config match the weights (e.g. vocab_size, "
+                "hidden_size)?"
+            )
         head_prefix = f"{cls.base_model_prefix}."
         # Saved from this very class, the checkpoint must hold every weight; otherwise only the backbone's, and a head
         # it never had (a new task head) starts at random, as usual.
@@ -1305,6 +1324,9 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         self.model = FiftyNetModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.chunk_head = FiftyNetChunkHead(config) if config.chunk_head_size > 0 else None
+        if config.tie_word_embeddings:
+            # A tied LM head is not in the checkpoints the Trainer writes: not a missing key when it resumes.
+            self._keys_to_ignore_on_save = ["lm_head.weight"]
         self.post_init()
 
     @classmethod
@@ -1501,8 +1523,13 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
 
 
 class FiftyNetForSequenceClassification(FiftyNetPreTrainedModel):
-    """FiftyNet with a classification head on the hidden state of each sequence's last real token (the last token
-    whose `attention_mask` is 1, so left and right padding both work). Accepts every mixer, FNet included."""
+    """FiftyNet with a classification head on the hidden state of each sequence's last real token: the last token
+    whose `attention_mask` is 1 (so left and right padding both work), or without a mask the last one that is not
+    `config.pad_token_id`, as transformers' decoder classifiers pool. Accepts every mixer, FNet included."""
+
+    # The loss is a mean over the batch, not a sum to be divided by the Trainer's token count: with gradient
+    # accumulation the Trainer must average the micro-batches itself.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__(config)
@@ -1542,11 +1569,13 @@ class FiftyNetForSequenceClassification(FiftyNetPreTrainedModel):
         )
         hidden_states = outputs.last_hidden_state
         batch_size, seq_len = hidden_states.shape[:2]
-        if attention_mask is None:
-            last_token = torch.full((batch_size,), seq_len - 1, device=hidden_states.device)
-        else:
-            positions = torch.arange(seq_len, device=hidden_states.device)
+        positions = torch.arange(seq_len, device=hidden_states.device)
+        if attention_mask is not None:
             last_token = (positions * attention_mask.to(hidden_states.device).bool()).argmax(-1)
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            last_token = (positions * (input_ids != self.config.pad_token_id).to(hidden_states.device)).argmax(-1)
+        else:
+            last_token = torch.full((batch_size,), seq_len - 1, device=hidden_states.device)
         logits = self.score(hidden_states[torch.arange(batch_size, device=hidden_states.device), last_token])
 
         loss = None
@@ -1560,6 +1589,12 @@ FiftyNetConfig.register_for_auto_class()
 FiftyNetModel.register_for_auto_class("AutoModel")
 FiftyNetForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 FiftyNetForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+# Code that asks whether a model is a causal LM or a classifier by its class name (the Trainer, to shift the labels
+# of label smoothing; the pipelines) looks it up in these tables.
+MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.setdefault(FiftyNetConfig.model_type, FiftyNetForCausalLM.__name__)
+MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.setdefault(
+    FiftyNetConfig.model_type, FiftyNetForSequenceClassification.__name__
+)
 # transformers writes only the saved class's own entry; a saved folder names them all, whichever class saved it.
 AUTO_MAP = {
     auto_class: f"{cls.__module__.rpartition('.')[2]}.{cls.__name__}"

@@ -7,6 +7,8 @@ This file is remote code: it imports nothing but `transformers` and the standard
 `AutoTokenizer.from_pretrained(folder, trust_remote_code=True)` can load it from a saved folder on its own.
 """
 
+import re
+
 from transformers import AddedToken, PreTrainedTokenizer
 
 
@@ -25,7 +27,8 @@ class FiftyNetByteTokenizer(PreTrainedTokenizer):
 
     Encoding is lossless: raw text always becomes bytes, even where it spells a special token such as
     `"<|endoftext|>"` (the tokenizer defaults to `split_special_tokens=True`; pass `split_special_tokens=False` to a
-    call to match special tokens in text instead). No special tokens are added, so a prompt encodes to exactly its
+    call to match special tokens in text instead). Tokens added with `add_tokens` (not special) are matched in text
+    and emitted as their own ids. No special tokens are added, so a prompt encodes to exactly its
     bytes. Decoding never fails: bytes that are not valid UTF-8 become U+FFFD replacement characters.
 
     Args:
@@ -68,6 +71,25 @@ class FiftyNetByteTokenizer(PreTrainedTokenizer):
         vocab = {chr(byte): byte for byte in range(NUM_BYTES)}
         vocab.update(self._added_tokens_encoder)
         return vocab
+
+    def tokenize(self, text: str, **kwargs) -> list[str]:
+        """Splits `text` into byte tokens and the tokens added with `add_tokens` (non-special ones).
+
+        With `split_special_tokens=True` (the default here), transformers' tokenize matches no added token at all, so
+        an added token would never be emitted and its new embedding never trained. Special tokens stay bytes, as
+        documented; added tokens are matched, longest first.
+        """
+        added = [token for token, token_id in self.added_tokens_encoder.items()
+                 if not self.added_tokens_decoder[token_id].special]
+        if not added or not kwargs.get("split_special_tokens", self.split_special_tokens):
+            return super().tokenize(text, **kwargs)
+        pattern = re.compile("|".join(map(re.escape, sorted(added, key=len, reverse=True))))
+        tokens, start = [], 0
+        for match in pattern.finditer(text):
+            tokens += super().tokenize(text[start : match.start()], **kwargs) if match.start() > start else []
+            tokens.append(match.group())
+            start = match.end()
+        return tokens + (super().tokenize(text[start:], **kwargs) if start < len(text) else [])
 
     def _tokenize(self, text: str, **kwargs) -> list[str]:
         """Splits `text` into one token string per UTF-8 byte."""

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import huggingface_hub
 import pytest
 
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
@@ -86,3 +87,136 @@ def test_exit_code_and_message_from_the_installed_command(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"fiftynet train: error: {tmp_path / 'missing.txt'}: no such file or folder"
+
+
+@pytest.mark.parametrize(
+    "command, option",
+    [
+        (["quickstart"], "--output_dir"),
+        (["compress", "--method", "int8", "--model", "MODEL"], "--out"),
+        (["convert", "--teacher", "MODEL"], "--out"),
+        (["chunk-head", "--model", "MODEL"], "--output_dir"),
+        (["train", "--max_steps", "1", *TINY], "--output_dir"),
+    ],
+)
+def test_every_command_refuses_to_write_into_a_non_empty_folder(command, option, tmp_path, capsys):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "metrics.json").write_text("{}")
+    command = [str(save_tiny_model(tmp_path)) if word == "MODEL" else word for word in command]
+    error = fails_with([*command, option, str(earlier)], capsys)
+    assert f"{option} {earlier} is not empty (it holds metrics.json): " in error and "--overwrite_output_dir" in error
+    assert [entry.name for entry in earlier.iterdir()] == ["metrics.json"]
+    (earlier / "metrics.json").unlink()
+    (earlier / "notes").write_text("")
+    (earlier / "notes").rename(earlier.with_name("a-file"))
+    error = fails_with([*command, option, str(earlier.with_name("a-file"))], capsys)
+    assert "is a file, not a folder" in error
+
+
+def test_overwrite_output_dir_replaces_an_earlier_model(tmp_path, capsys):
+    dense = save_tiny_model(tmp_path)
+    out = tmp_path / "out"
+    for method in ("int8", "dct"):
+        cli.main(["compress", "--model", str(dense), "--method", method, "--ratio", "0.5", "--sequence_length", "16",
+                  "--out", str(out), "--overwrite_output_dir"])
+        assert FiftyNetConfig.from_pretrained(out).compression["method"] == method
+    assert "--out" in fails_with(["compress", "--model", str(dense), "--method", "int8", "--out", str(out)], capsys)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--block_size", "0"], "--block_size must be a positive number of tokens, got 0"),
+        (["train", "--block_size", "-1"], "--block_size must be a positive number of tokens, got -1"),
+        (["train", "--validation_fraction", "-0.5"], "--validation_fraction must lie in [0, 1), got -0.5"),
+        (["train", "--validation_fraction", "1"], "--validation_fraction must lie in [0, 1), got 1.0"),
+        (["train", "--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1, got 0"),
+        (["train", "--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1, got 0"),
+        (["train", "--learning_rate", "-1"], "--learning_rate must not be negative, got -1.0"),
+        (["train", "--resume_weights_only"], "--resume_weights_only restarts from a checkpoint: pass it with --resume"),
+        (["quickstart", "--block-size", "0"], "argument --block_size/--block-size: must be at least 1, got 0"),
+        (["quickstart", "--max_steps", "0"], "argument --max_steps/--max-steps: must be at least 1, got 0"),
+        (["quickstart", "--learning-rate", "nan"], "argument --learning_rate/--learning-rate: must be above 0, got nan"),
+        (["compress", "--sequence_length", "0"], "argument --sequence_length/--sequence-length: must be at least 1"),
+        (["eval", "--block_size", "0"], "argument --block_size/--block-size: must be at least 1, got 0"),
+        (["generate", "--prompt", ""], "--prompt is empty: the model needs at least one token to continue"),
+        (["generate", "--max_new_tokens", "0"], "--max_new_tokens must be at least 1, got 0"),
+        (["generate", "--temperature", "-1"], "--temperature must be 0 (greedy) or positive, got -1.0"),
+        (["generate", "--top_p", "1.5"], "--top_p must lie in (0, 1], got 1.5"),
+        (["generate", "--top_p", "0"], "--top_p must lie in (0, 1], got 0.0"),
+        (["generate", "--top_k", "-1"], "--top_k must be 0 (no filtering) or positive, got -1"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_out_of_range_numbers_and_empty_prompts(argv, message, tmp_path, text_file, capsys):
+    command, *options = argv
+    model_dir = str(save_tiny_model(tmp_path))
+    context = {
+        "train": ["--data", str(text_file), "--output_dir", str(tmp_path / "run"), *TINY],
+        "quickstart": ["--output_dir", str(tmp_path / "run")],
+        "compress": ["--model", model_dir, "--method", "int8", "--out", str(tmp_path / "out")],
+        "eval": ["--model", model_dir],
+        "generate": ["--model", model_dir, "--prompt", "x"],
+    }[command]
+    # The option under test comes last, so that it overrides the context's (--block_size, --prompt).
+    split = context.index("--set") if "--set" in context else len(context)
+    error = fails_with([command, *context[:split], *options, *context[split:]], capsys)
+    assert message in error
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists(), "nothing is written before a refusal"
+
+
+def test_a_batch_whose_activations_cannot_fit_is_refused_before_allocating(tmp_path, capsys):
+    text = tmp_path / "long.txt"
+    text.write_text("In the beginning God created the heaven and the earth. " * 3000)  # 165,000 bytes
+    error = fails_with(["train", "--data", str(text), "--block_size", "131072", "--per_device_train_batch_size",
+                        "4096", "--output_dir", str(tmp_path / "run"), "--report_to", "none"], capsys)
+    assert "--block_size 131072 with --per_device_train_batch_size 4096 needs at least" in error
+    assert "GiB of activations per step, more than the" in error and "--gradient_checkpointing" in error
+
+
+def damage(model_dir, how: str) -> None:
+    weights, config = model_dir / "model.safetensors", model_dir / "config.json"
+    if how == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif how == "corrupt weights":
+        weights.write_bytes(b"\x00" * 8 + b"not a safetensors header" * 10)
+    elif how == "invalid config value":
+        config.write_text(config.read_text().replace('"position_encoding": "none"', '"position_encoding": "bogus"'))
+    elif how == "weights of another shape":
+        config.write_text(config.read_text().replace('"vocab_size": 259', '"vocab_size": 300'))
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("truncated weights", "cannot be read (a truncated or corrupt safetensors file?)"),
+        ("corrupt weights", "cannot be read (a truncated or corrupt safetensors file?)"),
+        ("invalid config value", "position_encoding='bogus' is not one of"),
+        ("weights of another shape", "do not have the shape its config describes, e.g. model.embed_tokens.weight"),
+    ],
+)
+@pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["eval"]], ids=["generate", "eval"])
+def test_a_damaged_model_folder_is_named_in_one_line(command, how, message, tmp_path, capsys):
+    model_dir = save_tiny_model(tmp_path)
+    damage(model_dir, how)
+    error = fails_with([command[0], "--model", str(model_dir), *command[1:]], capsys)
+    assert f"cannot load model {model_dir}: " in error and message in error
+
+
+@pytest.mark.parametrize("name", ["./missing-model", "runs/today/model", "~/missing-model"])
+def test_a_model_name_that_can_only_be_a_path_is_not_sent_to_the_hub(name, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert f"model {name}: no such folder" in fails_with(["generate", "--model", name, "--prompt", "x"], capsys)
+
+
+def test_an_existing_first_folder_makes_a_two_part_name_a_path(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert "model runs/modle: no such folder" in fails_with(["eval", "--model", "runs/modle"], capsys)
+
+
+def test_offline_any_missing_name_fails_at_once(capsys, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    error = fails_with(["generate", "--model", "modle", "--prompt", "x"], capsys)
+    assert error.endswith("model modle: no such folder (and HF_HUB_OFFLINE is set, so not a Hub id either)")

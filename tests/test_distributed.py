@@ -1,14 +1,21 @@
-"""Two processes (gloo on CPU, through `accelerate launch`) train to the losses of one process with the same batch."""
+"""Two processes (gloo on CPU, through `accelerate launch`) train every kind of model to the losses of one process
+with the same global batch."""
 
 import json
 import os
 import socket
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+from test_modeling import tiny_model
 
-from training import cli
+from conversion.compress import compressed_copy
+from modeling_fiftynet import FiftyNetByteTokenizer
 from training.corpus import load_corpus
 
 
@@ -18,27 +25,75 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def saved_kinds(root: Path) -> dict[str, list[str]]:
+    """`fiftynet train` arguments for each kind of model: new ones, and saved folders of every kind `--model` takes
+    (a chunk head's parameters get no gradient from the LM loss, which DDP refuses unless they are frozen)."""
+    folders = {
+        "chunk head": tiny_model(chunk_head_size=2),
+        "compressed": compressed_copy(tiny_model(), "svd", 0.5),
+        "converted GPT-2 shape": tiny_model(num_hidden_layers=2, mixer_types=["spectral_conv", "attention"],
+                                            position_encoding="learned", norm_type="layer_norm", mlp_type="plain",
+                                            mlp_bias=True, mixer_bias=True, attention_bias=True,
+                                            hidden_act="gelu_new"),
+    }
+    kinds = {
+        "new": ["--set", "hidden_size=16", "num_hidden_layers=1"],
+        "new hybrid": ["--set", "hidden_size=16", "num_hidden_layers=2", "num_attention_heads=2",
+                       "mixer_types=[spectral_conv, attention]"],
+    }
+    for name, model in folders.items():
+        folder = root / name.replace(" ", "_")
+        model.save_pretrained(folder)
+        FiftyNetByteTokenizer().save_pretrained(folder)
+        kinds[name] = ["--model", str(folder)]
+    kinds["LoRA"] = ["--model", str(root / "converted_GPT-2_shape"), "--lora"]
+    return kinds
+
+
+RUN_EVERY_KIND = """
+import json, sys
+from training import train
+
+common, kinds, root = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+for name, arguments in kinds.items():
+    train.main([*common, *arguments, "--output_dir", f"{root}/{name}"])
+"""
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text(load_corpus("validation")[:20_000])
-    run = ["--data", str(text), "--max_steps", "4", "--logging_steps", "1", "--block_size", "32", "--set",
-           "hidden_size=16", "num_hidden_layers=1", "--report_to", "none", "--eval_strategy", "no",
-           "--save_strategy", "no", "--use_cpu"]
+    kinds = saved_kinds(tmp_path)
+    common = ["--data", str(text), "--max_steps", "3", "--logging_steps", "1", "--block_size", "32",
+              "--report_to", "none", "--eval_strategy", "no", "--save_strategy", "no", "--use_cpu"]
+    script = tmp_path / "run_every_kind.py"
+    script.write_text(textwrap.dedent(RUN_EVERY_KIND))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf_home")}
     # `--multi_gpu` is accelerate's multi-process (DDP) launcher; with `--use_cpu` the Trainer runs it on CPU with
     # gloo. (`accelerate launch --cpu` starts a single process, whatever --num_processes says.)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf_home")}
-    result = subprocess.run(
+    two = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-         "--main_process_port", str(free_port()), "-m", "training.train", *run, "--output_dir", str(tmp_path / "two"),
-         "--per_device_train_batch_size", "2"],
+         "--main_process_port", str(free_port()), str(script),
+         json.dumps([*common, "--per_device_train_batch_size", "2"]), json.dumps(kinds), str(tmp_path / "two")],
         env=env, capture_output=True, text=True,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    cli.main(["train", *run, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "4"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run(
+        [sys.executable, str(script), json.dumps([*common, "--per_device_train_batch_size", "4"]), json.dumps(kinds),
+         str(tmp_path / "one")],
+        env=env, capture_output=True, text=True,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
 
-    def losses(folder):
-        log = json.loads((tmp_path / folder / "metrics.json").read_text())["log_history"]
+    def losses(run: str, kind: str) -> list[float]:
+        log = json.loads((tmp_path / run / kind / "metrics.json").read_text())["log_history"]
         return [entry["loss"] for entry in log if "loss" in entry]
 
-    assert len(losses("two")) == 4
-    assert losses("two") == pytest.approx(losses("one"), abs=1e-4)
+    for kind in kinds:
+        assert len(losses("two", kind)) == 3, kind
+        assert losses("two", kind) == pytest.approx(losses("one", kind), abs=1e-4), kind
+    # The chunk head was frozen: both runs kept it as it was saved.
+    saved = load_file(tmp_path / "chunk_head" / "model.safetensors")["chunk_head.weight"]
+    for run in ("one", "two"):
+        assert torch.equal(load_file(tmp_path / run / "chunk head" / "model" / "model.safetensors")["chunk_head.weight"],
+                           saved)

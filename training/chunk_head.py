@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, set_seed
 
 from hub_cards.card import CardRecord, source_name
 from modeling_fiftynet import FiftyNetConfig
 from modeling_fiftynet.modeling_fiftynet import FiftyNetChunkHead
 from modeling_fiftynet.saving import staged_folder
 
-from .data import DataArguments, check_vocabulary, load_texts, prepare_data
+from .data import DataArguments, check_block_size, check_vocabulary, load_texts, prepare_data
 from .errors import UsageError
 from .evaluation import IGNORE_KEYS, collate_blocks, load_model
 from .tokenizer import load_tokenizer
-from .train import TRAINING_DEFAULTS, sequences_per_step
+from .train import TRAINING_DEFAULTS, TrainerArguments, check_output_dir, clear_earlier_run, sequences_per_step
 
 
 @dataclass(kw_only=True)
@@ -38,10 +38,21 @@ class ChunkHeadArguments(DataArguments):
     decode_prompts: int = field(default=8, metadata={"help": "validation prompts decoded to measure the speed-up"})
     prompt_tokens: int = field(default=64, metadata={"help": "tokens per measurement prompt"})
     new_tokens: int = field(default=128, metadata={"help": "tokens generated per measurement prompt"})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "train in a non-empty --output_dir: its earlier checkpoints and logs are deleted first, "
+                          "its model/ and metrics.json replaced at the end"},
+    )
 
 
 class ChunkHeadTrainer(Trainer):
     """Trains on the chunk head's loss; the LM loss is a constant of the frozen model."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The chunk loss is a mean per micro-batch, not normalised by the accumulated token count: the Trainer must
+        # average the micro-batches of gradient accumulation itself.
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -88,7 +99,7 @@ def measure_decoding(model, prompts: torch.Tensor, new_tokens: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ChunkHeadArguments, TrainingArguments), prog="fiftynet chunk-head", description=__doc__)
+    parser = HfArgumentParser((ChunkHeadArguments, TrainerArguments), prog="fiftynet chunk-head", description=__doc__)
     parser.set_defaults(**{**TRAINING_DEFAULTS, "output_dir": "fiftynet-chunk-head"})
     try:
         script, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise UsageError(" ".join(str(error).split())) from None
     if script.chunk_head_size < 1:
         raise UsageError(f"--chunk_head_size must be at least 1, got {script.chunk_head_size}")
+    check_block_size(script.block_size)
+    clear_output_dir = check_output_dir(training_args.output_dir, None, script.overwrite_output_dir)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(script.model)
     model = load_model(script.model)
@@ -105,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     add_chunk_head(model, script.chunk_head_size)
     data = prepare_data(load_texts(script), tokenizer, script.block_size, script.validation_fraction)
 
+    if clear_output_dir and training_args.should_save:
+        clear_earlier_run(training_args.output_dir)
     trainer = ChunkHeadTrainer(model=model, args=training_args, train_dataset=data.train,
                                eval_dataset=data.validation, data_collator=collate_blocks)
     initial = trainer.evaluate(ignore_keys=IGNORE_KEYS)["eval_loss"]

@@ -5,26 +5,28 @@ line on stderr naming the problem and exit code 2, as for argparse's own errors.
 """
 
 import argparse
+import importlib
 
-from conversion import compress, convert
-from hub_cards import push
-
-from . import chunk_head, evaluation, generate, quickstart, tokenizer, train
 from .errors import UsageError
 
 
-# name -> (function taking the command's arguments, help)
+# name -> (module:function taking the command's arguments, help). Each command's module is imported only when it
+# runs, so the dispatcher depends on no command (and `conversion`, which uses `training`, is not imported here).
 COMMANDS = {
-    "quickstart": (quickstart.main, "train a small byte-level model on the bundled corpus (CPU, ~5 min), save, reload, sample"),
-    "train": (train.main, "train a FiftyNet with transformers.Trainer (every TrainingArguments flag works)"),
-    "eval": (evaluation.main, "loss, perplexity, bits per byte and accuracy of any causal LM on any text"),
-    "generate": (generate.main, "sample from a saved model, streaming the text"),
-    "tokenizer": (tokenizer.main, "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
-    "lora": (train.lora_main, "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
-    "chunk-head": (chunk_head.main, "train a chunk head on a frozen FiftyNet: same greedy output in fewer forward passes"),
-    "convert": (convert.main, "retune a GPT-2 into a FiftyNet: transplant, spectral init, distillation, report"),
-    "compress": (compress.main, "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
-    "push": (push.main, "upload a saved folder (weights, tokenizer, remote code, model card) to the Hugging Face Hub"),
+    "quickstart": ("training.quickstart:main",
+                   "train a small byte-level model on the bundled corpus (CPU, ~5 min), save, reload, sample"),
+    "train": ("training.train:main", "train a FiftyNet with transformers.Trainer (every TrainingArguments flag works)"),
+    "eval": ("training.evaluation:main", "loss, perplexity, bits per byte and accuracy of any causal LM on any text"),
+    "generate": ("training.generate:main", "sample from a saved model, streaming the text"),
+    "tokenizer": ("training.tokenizer:main", "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
+    "lora": ("training.train:lora_main", "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
+    "chunk-head": ("training.chunk_head:main",
+                   "train a chunk head on a frozen FiftyNet: same greedy output in fewer forward passes"),
+    "convert": ("conversion.convert:main",
+                "retune a GPT-2 into a FiftyNet: transplant, spectral init, distillation, report"),
+    "compress": ("conversion.compress:main", "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
+    "push": ("hub_cards.push:main",
+             "upload a saved folder (weights, tokenizer, remote code, model card) to the Hugging Face Hub"),
 }
 
 
@@ -35,8 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         # Each command parses the rest itself (its own --help included).
         subcommands.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
+    module, function = COMMANDS[args.command][0].split(":")
     try:
-        COMMANDS[args.command][0](rest)
+        getattr(importlib.import_module(module), function)(rest)
     except UsageError as error:
         parser.exit(2, f"fiftynet {args.command}: error: {error}\n")
 

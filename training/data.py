@@ -33,6 +33,10 @@ class DataArguments:
         default=0.05, metadata={"help": "share of the token stream held out when there is no validation text"}
     )
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"--validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+
 
 @dataclass
 class Texts:
@@ -53,8 +57,14 @@ class LanguageModelingData:
     name: str
 
 
+def check_block_size(block_size: int) -> None:
+    if block_size < 1:
+        raise UsageError(f"--block_size must be a positive number of tokens, got {block_size}")
+
+
 def packed_blocks(token_ids: list[int], block_size: int, name: str = "the text") -> Dataset:
     """Cuts one token stream into consecutive blocks of `block_size` (the incomplete tail is dropped)."""
+    check_block_size(block_size)
     num_blocks = len(token_ids) // block_size
     if num_blocks == 0:
         raise UsageError(

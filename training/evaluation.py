@@ -22,6 +22,7 @@ import modeling_fiftynet  # noqa: F401  (registers FiftyNet with the Auto classe
 
 from .corpus import CORPUS_NAME, load_corpus
 from .data import check_vocabulary, packed_blocks, read_text_files, token_stream, tokens_per_byte
+from .errors import positive_int
 from .tokenizer import from_pretrained, load_tokenizer
 
 
@@ -113,9 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", required=True, help="a saved model folder, Hub id or PEFT adapter folder")
     parser.add_argument("--tokenizer", help="tokenizer folder, Hub id or 'byte' (default: the model's own)")
     parser.add_argument("--text", nargs="+", help=f"text files or folders (default: the validation split of {CORPUS_NAME})")
-    parser.add_argument("--block_size", "--block-size", type=int,
-                        help="tokens per evaluated block (default: the model's max_position_embeddings, at most 1024)")
-    parser.add_argument("--batch_size", "--batch-size", type=int, default=8)
+    parser.add_argument("--block_size", "--block-size", type=positive_int,
+                        help="tokens per evaluated block (default: the model's max_position_embeddings if it has "
+                             "one, at most 1024)")
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8)
     parser.add_argument("--output_json", "--output-json", type=Path, help="also write the metrics to this JSON file")
     parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     check_vocabulary(tokenizer, model.config)
     documents = read_text_files(args.text) if args.text else [load_corpus("validation")]
-    block_size = args.block_size or min(1024, getattr(model.config, "max_position_embeddings", 1024))
+    block_size = args.block_size or min(1024, getattr(model.config, "max_position_embeddings", None) or 1024)
     metrics = evaluate_text(model, documents, tokenizer, block_size, args.batch_size)
     print(json.dumps(metrics, indent=2))
     if args.output_json:

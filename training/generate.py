@@ -6,8 +6,23 @@ import torch
 from transformers import TextStreamer, set_seed
 
 from .data import check_vocabulary
+from .errors import UsageError
 from .evaluation import load_model
 from .tokenizer import load_tokenizer
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuses sampling settings that generate() would misread or ignore."""
+    if not args.prompt:
+        raise UsageError("--prompt is empty: the model needs at least one token to continue")
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max_new_tokens must be at least 1, got {args.max_new_tokens}")
+    if args.temperature < 0:
+        raise UsageError(f"--temperature must be 0 (greedy) or positive, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise UsageError(f"--top_p must lie in (0, 1], got {args.top_p}")
+    if args.top_k < 0:
+        raise UsageError(f"--top_k must be 0 (no filtering) or positive, got {args.top_k}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
+    check_arguments(args)
 
     set_seed(args.seed)
     model = load_model(args.model, trust_remote_code=args.trust_remote_code).eval()

@@ -20,6 +20,8 @@ MODULES_TO_SAVE = ["filter"]
 
 @dataclass
 class LoraArguments:
+    _argument_group_name = "fiftynet train --lora: LoRA"
+
     lora: bool = field(default=False, metadata={"help": "fine-tune --model with LoRA adapters instead of in full"})
     lora_r: int = field(default=8, metadata={"help": "rank of the LoRA updates"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (updates are scaled by alpha/r)"})

@@ -27,19 +27,24 @@ from modeling_fiftynet.saving import staged_folder
 
 from .corpus import CORPUS_NAME, load_corpus
 from .data import packed_blocks
+from .errors import positive_float, positive_int, refuse_non_empty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", type=Path, default=Path("fiftynet-quickstart"), help="where the model goes")
-    parser.add_argument("--max-steps", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--block-size", type=int, default=256, help="bytes per training sequence")
-    parser.add_argument("--hidden-size", type=int, default=192)
-    parser.add_argument("--num-layers", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--output_dir", "--output-dir", type=Path, default=Path("fiftynet-quickstart"),
+                        help="where the model goes: a new or empty folder")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", action="store_true",
+                        help="replace the model in a non-empty --output_dir (an earlier quickstart)")
+    parser.add_argument("--max_steps", "--max-steps", type=positive_int, default=400)
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=16)
+    parser.add_argument("--block_size", "--block-size", type=positive_int, default=256,
+                        help="bytes per training sequence")
+    parser.add_argument("--hidden_size", "--hidden-size", type=positive_int, default=192)
+    parser.add_argument("--num_layers", "--num-layers", type=positive_int, default=4)
+    parser.add_argument("--learning_rate", "--learning-rate", type=positive_float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt", default="And God said")
-    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=positive_int, default=200)
 
 
 def unigram_bits_per_byte(train: bytes, validation: bytes) -> float:
@@ -95,6 +100,8 @@ def train_and_evaluate(
 
 
 def run(args: argparse.Namespace) -> dict:
+    if not args.overwrite_output_dir:  # before minutes of training, not at the save
+        refuse_non_empty(args.output_dir, "--output_dir")
     start = time.time()
     set_seed(args.seed)
     tokenizer = FiftyNetByteTokenizer()

@@ -5,9 +5,12 @@ transformers `PreTrainedTokenizerFast` folder, which `fiftynet train --tokenizer
 """
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 
+from huggingface_hub import constants
+from huggingface_hub.errors import StrictDataclassError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -15,22 +18,35 @@ from modeling_fiftynet import FiftyNetByteTokenizer
 
 from .corpus import load_corpus
 from .data import read_text_files
-from .errors import UsageError
+from .errors import UsageError, positive_int
 
 
 # The byte tokenizer's special tokens, so that either tokenizer works with the same model code and generation.
 PAD_TOKEN, BOS_TOKEN, EOS_TOKEN = "<|pad|>", "<|bos|>", "<|endoftext|>"
 
 
+def looks_like_a_path(name: str) -> bool:
+    """Whether `name` can only be meant as a local path: it starts like one, has more parts than a Hub id
+    (`owner/name`), uses the system's separator, or its first part is an existing local folder."""
+    first = name.split("/")[0]
+    return (name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")
+            or ("/" in name and Path(first).is_dir()))
+
+
 def from_pretrained(loader: Callable, name_or_path: str, what: str, **kwargs):
     """`loader(name_or_path)` for a local folder or a Hub id; a folder that does not exist, or a load that fails, is
-    a `UsageError` naming it (a path is not sent to the Hub as if it were a repository id)."""
-    if not Path(name_or_path).exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
-        raise UsageError(f"{what} {name_or_path}: no such folder")
+    a `UsageError` naming it. A name that can only be a path, or any missing folder while offline
+    (`HF_HUB_OFFLINE`), fails at once instead of being sent to the Hub as a repository id."""
+    if not Path(name_or_path).exists() and (looks_like_a_path(name_or_path) or constants.HF_HUB_OFFLINE):
+        offline = "" if looks_like_a_path(name_or_path) else " (and HF_HUB_OFFLINE is set, so not a Hub id either)"
+        raise UsageError(f"{what} {name_or_path}: no such folder{offline}")
     try:
         return loader(name_or_path, **kwargs)
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot load {what} {name_or_path}: {str(error).splitlines()[0]}") from None
+    except (OSError, ValueError, RuntimeError, StrictDataclassError) as error:
+        # e.g. a missing or unreadable weights file, an invalid config value, weights of another shape
+        cause = error.__cause__ if isinstance(error, StrictDataclassError) else error  # the config's own message
+        message = next((line for line in str(cause).splitlines() if line.strip()), type(error).__name__)
+        raise UsageError(f"cannot load {what} {name_or_path}: {message.strip()}") from None
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
@@ -74,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     train = actions.add_parser("train", help="train a byte-level BPE tokenizer with the `tokenizers` library")
     train.add_argument("--text", nargs="+", help="text files or folders of .txt files (default: the bundled corpus)")
-    train.add_argument("--vocab_size", "--vocab-size", type=int, default=4096)
+    train.add_argument("--vocab_size", "--vocab-size", type=positive_int, default=4096)
     train.add_argument("--output_dir", "--output-dir", type=Path, required=True)
     train.set_defaults(run=train_command)
     args = parser.parse_args(argv)

@@ -9,7 +9,10 @@ OUTPUT_DIR gets checkpoints (`checkpoint-N`, for `--resume`), TensorBoard logs (
 with `--lora`, also `adapter/` (the PEFT adapter; `model/` then holds the merged model).
 """
 
+import argparse
 import json
+import os
+import shutil
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -27,6 +30,8 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError, safe_open
 from transformers.trainer_utils import get_last_checkpoint
 
 from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
@@ -34,7 +39,7 @@ from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 
 from .data import DataArguments, LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
-from .errors import UsageError
+from .errors import UsageError, refuse_non_empty
 from .evaluation import IGNORE_KEYS, load_model, trainer_evaluation
 from .lora import LoraArguments, add_lora
 from .presets import PRESETS, build_config
@@ -43,6 +48,8 @@ from .tokenizer import load_tokenizer
 
 @dataclass
 class TrainScriptArguments(DataArguments):
+    _argument_group_name = "fiftynet train: data, tokenizer, model, run"
+
     block_size: int = field(default=256, metadata={"help": "tokens per training sequence"})
     tokenizer: str | None = field(
         default=None,
@@ -62,9 +69,48 @@ class TrainScriptArguments(DataArguments):
     resume: str | None = field(
         default=None, metadata={"help": "a checkpoint-N folder, or a folder holding them (its latest is used)"}
     )
+    resume_weights_only: bool = field(
+        default=False,
+        metadata={"help": "with --resume: start a new run from the checkpoint's weights, with a new optimizer and "
+                          "schedule (for a checkpoint without optimizer.pt or scheduler.pt)"},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "train in a non-empty --output_dir: its earlier run's checkpoints and logs are deleted "
+                          "first, and its model/, metrics.json and loss_curve.png replaced at the end"},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "stop after this many evaluations without a better --metric_for_best_model"}
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.block_size < 1:
+            raise ValueError(f"--block_size must be a positive number of tokens, got {self.block_size}")
+        if self.resume_weights_only and not self.resume:
+            raise ValueError("--resume_weights_only restarts from a checkpoint: pass it with --resume")
+
+
+class TrainerArguments(TrainingArguments):
+    """`TrainingArguments`, listed after fiftynet's own options in `--help`."""
+
+    _argument_group_name = "transformers.Trainer: every TrainingArguments option"
+
+    def __post_init__(self) -> None:
+        # Values the Trainer would only trip over later, with a traceback.
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate < 0:
+            raise ValueError(f"--learning_rate must not be negative, got {self.learning_rate}")
+        super().__post_init__()
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None: those options' help says what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 # Defaults for training from scratch; any of them can be set on the command line.
@@ -87,8 +133,8 @@ TRAINING_DEFAULTS = dict(
 
 
 def parse_arguments(argv: list[str] | None) -> tuple[TrainScriptArguments, LoraArguments, TrainingArguments]:
-    parser = HfArgumentParser((TrainScriptArguments, LoraArguments, TrainingArguments), prog="fiftynet train",
-                              description=__doc__)
+    parser = HfArgumentParser((TrainScriptArguments, LoraArguments, TrainerArguments), prog="fiftynet train",
+                              usage="fiftynet train [OPTIONS]", description=__doc__, formatter_class=HelpFormatter)
     parser.set_defaults(**TRAINING_DEFAULTS)
     try:
         return parser.parse_args_into_dataclasses(args=argv)
@@ -106,6 +152,99 @@ def find_checkpoint(path: str) -> str:
         raise UsageError(f"--resume {path}: no checkpoint there (expected a checkpoint-N folder, or a folder holding "
                          "them such as a previous --output_dir)")
     return latest
+
+
+def check_checkpoint(checkpoint: str, weights_only: bool) -> None:
+    """Refuses a checkpoint the run could not continue from exactly: unreadable state or weights, or (unless only its
+    weights are wanted) no optimizer or scheduler state."""
+    folder = Path(checkpoint)
+    state = folder / "trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--resume: {state} cannot be read ({error}); the checkpoint is incomplete") from None
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise UsageError(f"--resume: {folder} holds no weights (*.safetensors)")
+    for file in weights:
+        try:
+            with safe_open(file, framework="pt"):
+                pass
+        except (OSError, SafetensorError) as error:
+            raise UsageError(f"--resume: {file} cannot be read ({error}); the checkpoint is incomplete") from None
+    missing = [name for name in ("optimizer.pt", "scheduler.pt") if not (folder / name).is_file()]
+    if missing and not weights_only:
+        raise UsageError(
+            f"--resume {folder}: {' and '.join(missing)} missing, so the run cannot continue as it would have "
+            "(the optimizer's state and the learning-rate schedule would restart); pass --resume_weights_only to "
+            "start a new run from its weights"
+        )
+
+
+def check_checkpoint_config(checkpoint: str, config: FiftyNetConfig) -> None:
+    """Refuses a checkpoint of another architecture than the model this run builds, naming the fields."""
+    if not (Path(checkpoint) / "config.json").is_file():  # a LoRA checkpoint holds only the adapter
+        return
+    try:
+        saved = FiftyNetConfig.from_pretrained(checkpoint)
+    except (OSError, ValueError, StrictDataclassError) as error:
+        raise UsageError(f"--resume: the config of {checkpoint} cannot be read ({error})") from None
+    differences = [
+        f"{name}={getattr(saved, name)!r} there, {getattr(config, name)!r} here"
+        for name in FiftyNetConfig.__annotations__
+        if name not in ("initializer_range", "use_cache") and getattr(saved, name) != getattr(config, name)
+    ]
+    if differences:
+        raise UsageError(f"--resume {checkpoint} is a checkpoint of another model: {'; '.join(differences)}")
+
+
+def check_output_dir(output_dir: str, checkpoint: str | None, overwrite: bool) -> bool:
+    """Refuses to mix two runs in one folder: a non-empty --output_dir is only trained in to resume its own run, or
+    when asked to overwrite it. Returns whether the earlier run's checkpoints and logs must go first (see
+    `clear_earlier_run`)."""
+    folder = Path(output_dir)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        refuse_non_empty(folder, "--output_dir")  # only a file in the folder's place is refused here
+        return False
+    if checkpoint is not None and Path(checkpoint).resolve().is_relative_to(folder.resolve()):
+        return False
+    if not overwrite:
+        resume = f"resume its run with --resume {folder}, " if get_last_checkpoint(str(folder)) else ""
+        refuse_non_empty(folder, "--output_dir", resume)
+    return True
+
+
+def clear_earlier_run(output_dir: str) -> None:
+    """Deletes the checkpoints and TensorBoard logs of the run --overwrite_output_dir replaces, so that checkpoint
+    rotation and --resume never mix the two; its model/ and metrics are replaced when this run saves."""
+    for entry in Path(output_dir).iterdir():
+        if entry.is_dir() and (entry.name == "runs" or entry.name.startswith("checkpoint-")):
+            shutil.rmtree(entry)
+
+
+# Activation memory of one training step, in bytes per token, layer and channel: measured on CPU in float32 between
+# 150 and 210 for the tiny preset at 256 to 4096 tokens; the lower end, so that a refusal is never a false alarm.
+ACTIVATION_BYTES = 150
+
+
+def check_memory(config: FiftyNetConfig, args: TrainingArguments, block_size: int) -> None:
+    """Refuses, before anything is allocated, a batch whose activations alone would exceed the device's memory."""
+    tokens = args.per_device_train_batch_size * block_size
+    per_layer = 4 * 2 if args.gradient_checkpointing else ACTIVATION_BYTES  # checkpointing keeps each block's input
+    needed = tokens * config.hidden_size * (config.num_hidden_layers * per_layer + ACTIVATION_BYTES)
+    needed *= 0.5 if args.bf16 or args.fp16 else 1.0
+    if args.device.type == "cuda":
+        available = torch.cuda.get_device_properties(args.device).total_memory
+    elif hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:
+        return
+    if needed > available:
+        raise UsageError(
+            f"--block_size {block_size} with --per_device_train_batch_size {args.per_device_train_batch_size} needs "
+            f"at least {needed / 2**30:.0f} GiB of activations per step, more than the {available / 2**30:.0f} GiB "
+            f"of {args.device}: lower either, or add --gradient_checkpointing"
+        )
 
 
 def build_model(script: TrainScriptArguments, tokenizer) -> PreTrainedModel:
@@ -133,16 +272,21 @@ def build_model(script: TrainScriptArguments, tokenizer) -> PreTrainedModel:
 
 def plot_losses(log_history: list[dict], path: Path) -> None:
     """Training and validation loss against the step, as a PNG."""
+    loss_figure(log_history).savefig(path, dpi=120, bbox_inches="tight")
+
+
+def loss_figure(log_history: list[dict]) -> Figure:
+    """Training and validation loss against the step, every logged point marked."""
     figure = Figure(figsize=(7, 4))
     axes = figure.add_subplot()
-    for key, label, style in (("loss", "training", "-"), ("eval_loss", "validation", "o-")):
+    for key, label, style in (("loss", "training", ".-"), ("eval_loss", "validation", "o-")):
         points = [(entry["step"], entry[key]) for entry in log_history if key in entry]
-        if points:
-            axes.plot(*zip(*points), style, label=label)
+        if points:  # with markers: a run with one logged point still shows it
+            axes.plot(*zip(*points), style, markersize=3, label=label)
     axes.set(xlabel="step", ylabel="loss (nats per token)", title="FiftyNet training")
     axes.grid(alpha=0.3)
     axes.legend()
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return figure
 
 
 def writable(folder: Path, is_writer: bool) -> AbstractContextManager[Path]:
@@ -216,6 +360,16 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
     return model_dir
 
 
+def final_evaluation(trainer: Trainer) -> dict:
+    """The validation metrics after the last step: the evaluation the Trainer ran at that step, if it ran one, else a
+    new one."""
+    last = trainer.state.log_history[-2:-1]  # the entry before the training summary
+    ran_at_the_end = last and "eval_loss" in last[0] and last[0].get("step") == trainer.state.global_step
+    if ran_at_the_end and not trainer.args.load_best_model_at_end:  # else the final model is another checkpoint
+        return {key: value for key, value in last[0].items() if key.startswith("eval_") or key == "epoch"}
+    return trainer.evaluate(ignore_keys=IGNORE_KEYS)
+
+
 def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: TrainingArguments,
         callbacks: list[TrainerCallback] = ()) -> dict:
     """Trains, evaluates and saves; returns the final validation metrics. `callbacks` are added to the Trainer's."""
@@ -223,9 +377,24 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
         raise UsageError("--lora fine-tunes a saved model: pass --model DIR")
     resume = script.resume or training_args.resume_from_checkpoint
     checkpoint = find_checkpoint(resume) if resume else None
+    if checkpoint is not None:
+        check_checkpoint(checkpoint, script.resume_weights_only)
+    clear_output_dir = check_output_dir(training_args.output_dir, None if script.resume_weights_only else checkpoint,
+                                        script.overwrite_output_dir)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(script.tokenizer or script.model or "byte")
     model = build_model(script, tokenizer)
+    if checkpoint is not None:
+        check_checkpoint_config(checkpoint, model.config)
+    if script.resume_weights_only:
+        # A new run (step 0, new optimizer and schedule) from the checkpoint's weights.
+        model = type(model).from_pretrained(checkpoint)
+        checkpoint = None
+    check_memory(model.config, training_args, script.block_size)
+    if getattr(model, "chunk_head", None) is not None:
+        # The LM loss does not reach the chunk head: frozen, it keeps its drafts (`fiftynet chunk-head` retrains it),
+        # and DDP has no parameter without a gradient.
+        model.chunk_head.requires_grad_(False)
     texts = load_texts(script)
     data = prepare_data(texts, tokenizer, script.block_size, script.validation_fraction)
     if lora_args.lora:
@@ -243,6 +412,8 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
           f"trainable); {len(data.train)} training and {len(data.validation)} validation blocks of "
           f"{script.block_size} tokens from {data.name}")
 
+    if clear_output_dir and training_args.should_save:
+        clear_earlier_run(training_args.output_dir)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -253,7 +424,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
         **trainer_evaluation(data.tokens_per_byte),
     )
     trainer.train(resume_from_checkpoint=checkpoint, ignore_keys_for_eval=IGNORE_KEYS)
-    metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
+    metrics = final_evaluation(trainer)
     model_dir = save_outputs(trainer, script, data, tokenizer, metrics, evaluation_text(script, texts))
     if trainer.is_world_process_zero():
         print(f"validation: loss {metrics['eval_loss']:.4f}, perplexity {metrics['eval_perplexity']:.3f}, "
