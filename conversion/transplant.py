@@ -7,6 +7,8 @@ the GPT-2 computes. A replaced layer keeps everything but its attention; its new
 value and output projections and a causal filter fitted to the attention's average weight at each distance.
 """
 
+import logging
+
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -23,6 +25,9 @@ from modeling_fiftynet.spectral_ops import frequency_response_to_kernel
 
 
 SPECTRAL_MIXERS = ("spectral_conv", "nfo", "fftnet")
+SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
+
+logger = logging.getLogger(__name__)
 
 
 def check_teacher(config: GPT2Config) -> None:
@@ -35,6 +40,25 @@ def check_teacher(config: GPT2Config) -> None:
     for present, name in unsupported:
         if present:
             raise ValueError(f"the teacher's config has {name}, which the conversion does not support")
+
+
+def special_ids_in_vocabulary(teacher: GPT2Config) -> dict[str, int | list[int] | None]:
+    """The teacher's pad/bos/eos ids, without those outside its vocabulary.
+
+    GPT2Config defaults bos and eos to 50256 whatever the vocabulary, and transformers accepts such a config (the ids
+    can never be generated or fed); FiftyNetConfig refuses ids it has no embedding for, so they are dropped, with a
+    warning naming them.
+    """
+    special_ids = {}
+    for name in SPECIAL_ID_FIELDS:
+        value = getattr(teacher, name)
+        ids = value if isinstance(value, list) else [value]
+        kept = [token_id for token_id in ids if token_id is None or 0 <= token_id < teacher.vocab_size]
+        if len(kept) < len(ids):
+            logger.warning(f"The teacher's {name}={value} lies outside its vocabulary of {teacher.vocab_size} tokens; "
+                           "the student does not carry it.")
+        special_ids[name] = (kept or None) if isinstance(value, list) else (kept[0] if kept else None)
+    return special_ids
 
 
 def student_config(teacher: GPT2Config, mixer_types: list[str], **overrides) -> FiftyNetConfig:
@@ -57,9 +81,7 @@ def student_config(teacher: GPT2Config, mixer_types: list[str], **overrides) -> 
         layer_norm_epsilon=teacher.layer_norm_epsilon,
         position_encoding="learned",
         tie_word_embeddings=teacher.tie_word_embeddings,
-        pad_token_id=teacher.pad_token_id,
-        bos_token_id=teacher.bos_token_id,
-        eos_token_id=teacher.eos_token_id,
+        **special_ids_in_vocabulary(teacher),
         **overrides,
     )
 

@@ -39,6 +39,19 @@ def test_transplant_with_every_layer_kept_reproduces_the_teacher(tied):
     assert torch.equal(student.generate(ids[:1, :8], **greedy), teacher.generate(ids[:1, :8], **greedy))
 
 
+def test_special_ids_outside_the_teachers_vocabulary_are_dropped_with_a_warning(caplog):
+    # GPT2Config's default bos/eos (50256) with a 300-token vocabulary: transformers accepts it, so must we.
+    teacher = tiny_gpt2(bos_token_id=50256, eos_token_id=[7, 50256], pad_token_id=3)
+    with caplog.at_level("WARNING"):
+        student = transplant_gpt2(teacher, ["attention"] * 3).eval()
+    assert (student.config.bos_token_id, student.config.eos_token_id, student.config.pad_token_id) == (None, [7], 3)
+    assert "bos_token_id=50256 lies outside its vocabulary of 300 tokens" in caplog.text
+    assert "eos_token_id=[7, 50256]" in caplog.text and "pad_token_id" not in caplog.text
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(student(ids).logits, teacher(ids).logits, rtol=0, atol=1e-5)
+
+
 def test_teachers_the_transplant_cannot_express_are_refused():
     with pytest.raises(ValueError, match="scale_attn_by_inverse_layer_idx"):
         transplant_gpt2(tiny_gpt2(scale_attn_by_inverse_layer_idx=True), ["attention"] * 3)
