@@ -10,7 +10,11 @@
    write its output) over the copy bandwidth measured in the same run.
 2. Training: tokens/s and peak memory of a full step (forward, backward, AdamW) of both language models.
 3. Generation: prefill time and greedy decode tokens/s after long prompts, each model through its own cache
-   (`FiftyNetCache`, GPT-2's `DynamicCache`), one new token per call.
+   (`FiftyNetCache`, GPT-2's `DynamicCache`), one new token per call; with `--compile`, FiftyNet's decoding through
+   `torch.compile` as well.
+4. Chunk head: `generate_with_chunk_head` against greedy `generate()` on the same FiftyNet with a new (untrained)
+   chunk head. Random weights accept whatever drafts they accept, so the number that carries over to a trained model
+   is the cost of one drafting pass in greedy steps: the tokens per pass it must accept to break even.
 
 GPU: bfloat16 autocast over float32 weights for 1-2, bfloat16 weights for 3, CUDA-event timing. CPU: float32,
 `time.perf_counter`. Every number is the median of `--repeats` runs after `--warmup` runs. A measurement that runs
@@ -33,6 +37,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from xml.etree import ElementTree
 
 import matplotlib
 
@@ -48,6 +53,7 @@ from conversion.compress import peak_memory_bytes
 from modeling_fiftynet import FiftyNetCache, FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.modeling_fiftynet import CACHE_NAME
 from modeling_fiftynet.spectral_ops import fft_causal_conv
+from training.chunk_head import add_chunk_head, measure_decoding
 
 # `--quick`, and the default on CPU: two lengths, fewer repeats, short prompts, so 2 cores finish in minutes.
 PRESETS = {
@@ -56,6 +62,7 @@ PRESETS = {
     "quick": dict(lengths=[1024, 4096], prompts=[1024, 4096], train_tokens=4096, warmup=1, repeats=3),
 }
 MODELS = ("fiftynet", "gpt2")
+COMPILED = "fiftynet, torch.compile"  # the generation rows of FiftyNet's decoding through torch.compile (--compile)
 RAW_OPS = ("fft_causal_conv", "sdpa")
 LAYERS = ("fiftynet mixer layer", "gpt2 attention layer")
 OOM = "oom"
@@ -247,10 +254,16 @@ def inference_copy(model: PreTrainedModel, device: torch.device) -> PreTrainedMo
         return type(model).from_pretrained(folder, dtype=torch.bfloat16, **kwargs).to(device).eval()
 
 
+def new_cache(model: PreTrainedModel) -> FiftyNetCache | DynamicCache:
+    return FiftyNetCache(model.config) if isinstance(model, FiftyNetForCausalLM) else DynamicCache(config=model.config)
+
+
 @torch.inference_mode()
-def greedy_decode(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int, device: torch.device) -> dict:
-    """Prefill `prompt` into a fresh cache, then `new_tokens` greedy steps of one token each; each phase timed."""
-    cache = FiftyNetCache(model.config) if isinstance(model, FiftyNetForCausalLM) else DynamicCache(config=model.config)
+def greedy_decode(model: PreTrainedModel, cache: FiftyNetCache | DynamicCache, prompt: torch.Tensor, new_tokens: int,
+                  device: torch.device, step: Callable | None = None) -> dict:
+    """Prefill `prompt` into the empty `cache`, then `new_tokens` greedy steps of one token each through `step` (the
+    model itself by default, or a compiled copy); each phase timed."""
+    step = model if step is None else step
 
     def prefill() -> torch.Tensor:
         logits = model(input_ids=prompt, **{CACHE_NAME: cache}, use_cache=True, logits_to_keep=1).logits
@@ -259,7 +272,7 @@ def greedy_decode(model: PreTrainedModel, prompt: torch.Tensor, new_tokens: int,
     def decode(token: torch.Tensor) -> torch.Tensor:
         generated = []
         for _ in range(new_tokens):
-            logits = model(input_ids=token, **{CACHE_NAME: cache}, use_cache=True).logits
+            logits = step(input_ids=token, **{CACHE_NAME: cache}, use_cache=True).logits
             token = logits[:, -1].argmax(-1, keepdim=True)
             generated.append(token)
         return torch.cat(generated, dim=1)
@@ -275,18 +288,23 @@ def measure_generation(args: argparse.Namespace) -> list[dict]:
     positions = max(args.prompts) + args.new_tokens + 1
     models = {name: inference_copy(build_model(name, args, args.hidden_size, args.heads, args.layers,
                                                args.vocab_size, positions), args.device) for name in MODELS}
+    runners = dict(models)
+    if args.compile:
+        # The decoding steps only: a compiled prefill would unroll the chunked scan's loop over a long prompt.
+        runners[COMPILED] = torch.compile(models["fiftynet"])
     for prompt_length in args.prompts:
         for batch in args.gen_batches:
             prompt = torch.randint(args.vocab_size, (batch, prompt_length), device=args.device)
-            for name in MODELS:
+            for name, runner in runners.items():
                 row = {"model": name, "prompt": prompt_length, "batch": batch, "new_tokens": args.new_tokens}
                 rows.append(row)
+                model = models["fiftynet" if name == COMPILED else name]
 
                 def run() -> list[dict]:
                     # A warm-up needs the prefill's shapes and a few decode steps, not the whole decode.
                     for _ in range(args.warmup):
-                        greedy_decode(models[name], prompt, min(args.new_tokens, 2), args.device)
-                    return [greedy_decode(models[name], prompt, args.new_tokens, args.device)
+                        greedy_decode(model, new_cache(model), prompt, min(args.new_tokens, 2), args.device, runner)
+                    return [greedy_decode(model, new_cache(model), prompt, args.new_tokens, args.device, runner)
                             for _ in range(args.repeats)]
 
                 runs = or_oom(run)
@@ -298,9 +316,27 @@ def measure_generation(args: argparse.Namespace) -> list[dict]:
                            decode_ms=1e3 * decode_seconds,
                            decode_tokens_per_second=batch * args.new_tokens / decode_seconds)
                 print(row, flush=True)
-            # CHUNK-HEAD DECODING goes here once the chunk head exists: the same prompt and models, timed against the
-            # greedy rows above, checking that it returns the same tokens (target: >= 1.5x greedy tokens/s).
     return rows
+
+
+def measure_chunk_head(args: argparse.Namespace) -> dict:
+    """`generate_with_chunk_head` against greedy `generate()` (batch 1, `training.chunk_head.measure_decoding`) on the
+    benchmark's FiftyNet with a new `--chunk-head-size` head, whose drafts start as the next-token prediction.
+
+    `pass_cost` is the time of one drafting pass in greedy steps (tokens per pass / speed-up): a trained head pays
+    when its passes keep more than `pass_cost` tokens on average, and reaches 1.3x at `1.3 * pass_cost`.
+    """
+    model = build_model("fiftynet", args, args.hidden_size, args.heads, args.layers, args.vocab_size, positions=0)
+    add_chunk_head(model, args.chunk_head_size)
+    model = inference_copy(model, args.device)
+    generator = torch.Generator().manual_seed(0)
+    prompts = torch.randint(args.vocab_size, (args.chunk_prompts, args.chunk_prompt_length), generator=generator)
+    measure_decoding(model, prompts[:1, :8].to(args.device), 2)  # warm-up
+    result = measure_decoding(model, prompts.to(args.device), args.new_tokens)
+    result["pass_cost"] = result["tokens_per_forward_pass"] / result["speedup"]
+    result.update(chunk_head_size=args.chunk_head_size, prompt_length=args.chunk_prompt_length)
+    print(result, flush=True)
+    return result
 
 
 def code_version() -> dict:
@@ -413,7 +449,36 @@ def markdown(results: dict) -> str:
         lines.append(f"| {prompt:,} | {batch} | {cell(ours['prefill_ms'])} | {cell(theirs['prefill_ms'])} | "
                      f"{cell(ours['decode_tokens_per_second'])} | {cell(theirs['decode_tokens_per_second'])} | "
                      f"{ratio(ours['decode_tokens_per_second'], theirs['decode_tokens_per_second'])} |")
+    if COMPILED in {model for model, _, _ in generation}:
+        lines += ["", "FiftyNet's decoding through `torch.compile` (compiled before the timed runs)", "",
+                  "| prompt | batch | eager tokens/s | compiled tokens/s | compiled / eager |",
+                  "|---:|---:|---:|---:|---:|"]
+        for prompt, batch in sorted({(row["prompt"], row["batch"]) for row in results["generation"]}):
+            eager = generation["fiftynet", prompt, batch]["decode_tokens_per_second"]
+            compiled = generation[COMPILED, prompt, batch]["decode_tokens_per_second"]
+            lines.append(f"| {prompt:,} | {batch} | {cell(eager)} | {cell(compiled)} | {ratio(compiled, eager)} |")
+
+    chunk = results["chunk_head"]
+    lines += ["", f"Chunk head ({chunk['chunk_head_size']} drafts, untrained, random weights): "
+              f"`generate_with_chunk_head` against greedy `generate()`, batch 1, {chunk['prompts']} prompts of "
+              f"{chunk['prompt_length']} tokens, {chunk['new_tokens_per_prompt']} new tokens each", "",
+              "| identical output | tokens per pass | speed-up | pass cost (greedy steps) | tokens per pass for 1.3x |",
+              "|---|---:|---:|---:|---:|",
+              f"| {'yes' if chunk['identical_to_greedy'] else 'NO'} | {chunk['tokens_per_forward_pass']:.2f} | "
+              f"{chunk['speedup']:.2f}x | {chunk['pass_cost']:.2f} | {1.3 * chunk['pass_cost']:.2f} |"]
+    if "kernel_tests" in results:
+        lines += ["", "Triton kernel tests", "", "| test | outcome |", "|---|---|"]
+        lines += [f"| `{name}` | {outcome} |" for name, outcome in results["kernel_tests"].items()]
     return "\n".join(lines) + "\n"
+
+
+def kernel_test_results(junit_xml: Path) -> dict:
+    """Each test case of a pytest JUnit XML report with its outcome ("passed", "failed", "error" or "skipped")."""
+    outcomes = {}
+    for case in ElementTree.parse(junit_xml).getroot().iter("testcase"):
+        failed = next((child.tag for child in case if child.tag in ("failure", "error", "skipped")), "passed")
+        outcomes[f"{case.get('classname')}::{case.get('name')}"] = {"failure": "failed"}.get(failed, failed)
+    return outcomes
 
 
 def measured(rows: list[dict], x: str, y: str, **match) -> tuple[list, list]:
@@ -451,7 +516,7 @@ def plot(results: dict, output_dir: Path) -> None:
     figure.savefig(output_dir / "speed_training.png", dpi=120)
 
     figure, axis = plt.subplots(figsize=(7, 4.8))
-    for name in MODELS:
+    for name in dict.fromkeys(row["model"] for row in results["generation"]):
         for batch in sorted({row["batch"] for row in results["generation"]}):
             axis.loglog(*measured(results["generation"], "prompt", "decode_tokens_per_second", model=name,
                                   batch=batch), marker="o", label=f"{name}, batch {batch}")
@@ -482,6 +547,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--vocab-size", type=int, default=50257)
     parser.add_argument("--mixer-type", default="spectral_conv", choices=["spectral_conv", "nfo", "fftnet"])
+    parser.add_argument("--train-lengths", type=int, nargs="+",
+                        help="lengths of the training part (default: --lengths)")
+    parser.add_argument("--compile", action="store_true", help="also time FiftyNet's decoding through torch.compile")
+    parser.add_argument("--chunk-head-size", type=int, default=3, help="drafts of the chunk head (part 4)")
+    parser.add_argument("--chunk-prompts", type=int, default=4, help="prompts decoded with and without the chunk head")
+    parser.add_argument("--chunk-prompt-length", type=int, default=64)
+    parser.add_argument("--kernel-tests", type=Path,
+                        help="JUnit XML of the Triton kernel tests (pytest --junitxml), added to the report")
     parser.add_argument("--threads", type=int,
                         help="CPU threads (default: PyTorch's); 1 on cores shared with other jobs, where a thread "
                              "that waits for a busy core stalls every parallel op")
@@ -508,12 +581,14 @@ def main(argv: list[str] | None = None) -> dict:
     for length in args.lengths:
         results["mixer"] += measure_mixers(args, length, bandwidth)
         release_memory()
-    for length in args.lengths:
+    for length in args.train_lengths or args.lengths:
         results["training"] += measure_training(args, length)
         release_memory()
     results["generation"] = measure_generation(args)
     release_memory()
-    results["chunk_head_decode"] = "not measured: the chunk head is not built yet"
+    results["chunk_head"] = measure_chunk_head(args)
+    if args.kernel_tests:
+        results["kernel_tests"] = kernel_test_results(args.kernel_tests)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "speed.json").write_text(json.dumps(results, indent=2))
     tables = markdown(results)

@@ -40,6 +40,13 @@ def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
+def complex_exp(z: torch.Tensor) -> torch.Tensor:
+    """`exp(z)` of a complex tensor as `exp(Re z) * (cos(Im z) + i sin(Im z))`: the same values, and on CPU about
+    five times faster than `torch.exp`, whose complex kernel is not vectorised (measured on `(768, 16, 65)` powers)."""
+    modulus = torch.exp(z.real)
+    return torch.complex(modulus * torch.cos(z.imag), modulus * torch.sin(z.imag))
+
+
 def fft_causal_conv(inputs: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Causal convolution `y[..., t] = sum_{s <= t} kernel[..., t - s] * inputs[..., s]` through FFTs.
 
@@ -179,7 +186,7 @@ def modal_causal_conv(
             return inputs.new_zeros(inputs.shape, dtype=real_dtype), initial_state
 
         lags = torch.arange(chunk_size + 1, device=inputs.device, dtype=real_dtype)
-        powers = torch.exp(log_poles[..., None] * lags)  # (channels, modes, chunk_size + 1): lambda ** 0 .. T
+        powers = complex_exp(log_poles[..., None] * lags)  # (channels, modes, chunk_size + 1): lambda ** 0 .. T
         operators = modal_chunk_operators(powers, residues)
         if backend == "triton":
             outputs, last_state = modal_chunk_scan_triton(inputs, *operators, initial_state)
@@ -258,9 +265,10 @@ def modal_chunk_operators(
     """
     chunk_size = powers.shape[-1] - 1
     impulse = torch.einsum("dn,dnk->dk", residues, powers[..., :chunk_size]).real  # h at lags 0 .. T - 1
-    lags = torch.arange(chunk_size, device=powers.device)
-    lag = lags - lags[:, None]  # [j, i] = i - j
-    toeplitz = impulse[:, lag.clamp(min=0)] * (lag >= 0)
+    # Windows of the impulse after T - 1 zeros: window j starts at lag -j, so row j reads h[i - j] (0 for i < j).
+    # A strided view; gathering with an index tensor costs about three times more, forward and backward.
+    padded = torch.nn.functional.pad(impulse, (chunk_size - 1, 0))
+    toeplitz = padded.unfold(-1, chunk_size, 1).flip(-2)
     state_in = powers[..., :chunk_size].flip(-1).transpose(1, 2)
     state_out = residues[..., None] * powers[..., 1:]
     return toeplitz, state_in, state_out, powers[..., chunk_size]

@@ -173,6 +173,7 @@ def test_lm_eval_command_scores_a_uniform_model_from_remote_code_alone(tmp_path)
     assert scores["kjv_verse_end"]["exact_match,none"] == 0.0  # greedy repeats byte 0, which ends no word
 
 
+@pytest.mark.benchmark
 def test_compare_benchmark_trains_both_models_and_writes_the_table(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))

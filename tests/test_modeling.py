@@ -376,3 +376,19 @@ def test_folder_without_weights_raises(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(OSError, match="model.safetensors"):
         FiftyNetForCausalLM.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("variant", [v for v in ALL_VARIANTS if "attention" not in str(v)], ids=variant_id)
+def test_a_decoding_state_holds_the_same_memory_whatever_the_prompt_length(variant):
+    """A fixed-size state must not keep the prompt alive: a window sliced from the prefill's inputs, or the last row of
+    a running sum over it, would hold the whole prompt-sized tensor it is a view of."""
+    model = tiny_model(**variant)
+
+    def held_bytes(length: int) -> int:
+        with torch.no_grad():
+            cache = cache_of(model(random_ids(2, length), use_cache=True))
+        storages = {id(tensor.untyped_storage()): tensor.untyped_storage().nbytes()
+                    for state in cache.layers for tensor in state.tensors.values()}
+        return sum(storages.values())
+
+    assert held_bytes(120) == held_bytes(20)  # 120: within the learned position table

@@ -1,23 +1,34 @@
-"""`benchmarks/speed.py` end to end on CPU with tiny models: every section is filled and the plots are written.
+"""`benchmarks/gpu_check.sh --device cpu`: the GPU check's every step at tiny sizes, so that the script is known to
+work before a GPU sees it. Its kernel tests run through Triton's interpreter, and `benchmarks/speed.py` fills every
+section and writes the plots.
 
 Only that it runs and reports is checked here; how fast one model is against the other is never asserted.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from benchmarks import speed
+from modeling_fiftynet.spectral_ops import modal_chunk_scan_triton
 
-TINY = ["--device", "cpu", "--mixer-hidden-size", "64", "--mixer-heads", "2", "--hidden-size", "64", "--layers", "2",
-        "--heads", "2", "--vocab-size", "512", "--lengths", "64", "128", "--prompts", "32", "--gen-batches", "1", "2",
-        "--new-tokens", "4", "--train-tokens", "128", "--warmup", "0", "--repeats", "1", "--threads", "1"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def positive(value) -> bool:
     return isinstance(value, (int, float)) and value > 0
 
 
-def test_speed_benchmark_writes_every_section(tmp_path):
-    speed.main(["--output-dir", str(tmp_path), *TINY])
+@pytest.mark.benchmark
+def test_gpu_check_runs_every_step_on_cpu(tmp_path):
+    check = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--output-dir",
+                            str(tmp_path)], env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
+                           text=True, timeout=600)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
     results = json.loads((tmp_path / "speed.json").read_text())
 
     environment = results["environment"]
@@ -31,8 +42,7 @@ def test_speed_benchmark_writes_every_section(tmp_path):
     for row in results["mixer"]:
         assert all(positive(row[key]) for key in ("fwd_ms", "fwd_bwd_ms", "floor_ms", "floor_fraction")), row
 
-    assert {(row["model"], row["length"]) for row in results["training"]} == {
-        (model, length) for model in speed.MODELS for length in (64, 128)}
+    assert {(row["model"], row["length"]) for row in results["training"]} == {(model, 64) for model in speed.MODELS}
     for row in results["training"]:
         assert row["tokens_per_step"] == 128
         assert all(positive(row[key]) for key in ("step_ms", "tokens_per_second", "peak_memory_bytes")), row
@@ -43,8 +53,26 @@ def test_speed_benchmark_writes_every_section(tmp_path):
         assert row["prompt"] == 32 and row["new_tokens"] == 4
         assert all(positive(row[key]) for key in ("prefill_ms", "decode_ms", "decode_tokens_per_second")), row
 
+    chunk = results["chunk_head"]
+    assert chunk["identical_to_greedy"] is True and chunk["prompts"] == 1
+    assert all(positive(chunk[key]) for key in ("tokens_per_forward_pass", "speedup", "pass_cost"))
+
+    kernel_tests = results["kernel_tests"]
+    assert any("interpreter" in name for name in kernel_tests) and any("on_gpu" in name for name in kernel_tests)
+    expected = "passed" if modal_chunk_scan_triton is not None else "skipped"
+    assert all(outcome == ("skipped" if "on_gpu" in name else expected) for name, outcome in kernel_tests.items())
+
     tables = (tmp_path / "speed.md").read_text()
     assert tables == speed.markdown(results)
-    assert "| 128 |" in tables and "oom" not in tables
+    assert "| 128 |" in tables and "oom" not in tables and "Chunk head" in tables and "Triton kernel tests" in tables
     for name in ("speed_mixer.png", "speed_training.png", "speed_decode.png"):
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG"), name
+
+
+def test_gpu_check_refuses_unknown_arguments(tmp_path):
+    for arguments, message in ((["--device", "tpu"], "--device must be cuda or cpu"),
+                               (["--devise", "cpu"], "unknown argument '--devise'")):
+        check = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--output-dir",
+                                str(tmp_path / "report"), *arguments], capture_output=True, text=True)
+        assert check.returncode == 2 and message in check.stderr
+        assert not (tmp_path / "report").exists()
