@@ -410,11 +410,10 @@ class FiftyNetFourierFilter(nn.Module):
         inputs the state keeps, and the state then keeps the last `fourier_kernel_size - 1` inputs.
         """
         seq_len = inputs.shape[-1]
-        kernel = self.kernel()
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             inputs = at_least_float32(inputs)
             if state is None:
-                return fft_causal_conv(inputs[:, None], kernel)
+                return fft_causal_conv(inputs[:, None], self.kernel())
             history = self.kernel_size - 1
             past = state.tensors.get("filter_inputs")
             if past is None:
@@ -422,9 +421,23 @@ class FiftyNetFourierFilter(nn.Module):
             extended = torch.cat([past, inputs], dim=-1)
             state.store_window("filter_inputs", extended, history)
             if seq_len == 1:
-                # One new token: a dot product with the reversed filter costs O(kernel_size), not an FFT.
-                return torch.einsum("bdk,fdk->bfd", extended, kernel.flip(-1))[..., None]
-            return fft_causal_conv(extended[:, None], kernel)[..., history:]
+                return self._one_step(extended)[..., None]
+            return fft_causal_conv(extended[:, None], self.kernel())[..., history:]
+
+    def _one_step(self, window: torch.Tensor) -> torch.Tensor:
+        """`(batch, filters, channels)` output for the newest of the `(batch, channels, fourier_kernel_size)` inputs:
+        `sum_k h[k] * window[-1 - k]` for each filter `h`, by Parseval's identity in the frequency domain, where the
+        filters are their coefficients: one FFT of the window per step instead of an inverse FFT of every filter."""
+        coefficients = torch.view_as_complex(at_least_float32(self.coefficients))
+        modes = coefficients.shape[-1]
+        spectrum = torch.fft.rfft(window.flip(-1), norm="ortho")[..., :modes]
+        # A real signal's spectrum is symmetric: every frequency but 0 (and n / 2) counts twice. The inverse real FFT
+        # ignores the imaginary part at those two, as the products below do (the window's is 0 there).
+        counts = torch.full((modes,), 2.0, dtype=spectrum.real.dtype, device=window.device)
+        counts[0] = 1.0
+        if modes == self.kernel_size // 2 + 1 and self.kernel_size % 2 == 0:
+            counts[-1] = 1.0
+        return torch.einsum("bdm,fdm->bfd", spectrum.conj(), coefficients * counts).real
 
 
 class FiftyNetSpectralConvMixer(nn.Module):
