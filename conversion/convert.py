@@ -2,11 +2,13 @@
 mixers, and measure how much of the teacher's quality comes back.
 
     fiftynet convert --teacher gpt2 --out gpt2-spectral --keep_attention 5 11 --max_steps 2000 --bf16
+    fiftynet convert --teacher gpt2 --out gpt2-hybrid --keep_attention auto --auto_keep 2
 
-Stages (the perplexity on the validation text is measured after each; see docs/conversion.md):
+Stages (the perplexity on the validation text, and on any --eval_text, is measured after each; see
+docs/conversion.md):
 1. exact transplant: every GPT-2 weight is copied into a FiftyNet expressing GPT-2's block;
 2. spectral initialization: each replaced layer's mixer starts from the teacher's value and output projections and
-   causal filters fitted to the layer's average attention by distance, per head;
+   per-channel causal filters fitted by least squares to what each attention head outputs on calibration text;
 3. layer-wise distillation: each mixer learns its attention layer's output from the teacher's inputs (MSE);
 4. end-to-end distillation: KL on the teacher's logits plus the LM loss, optionally with LoRA on the MLPs;
 5. optionally, Linear weights compressed (`--compress dct|svd|int8`).
@@ -17,6 +19,7 @@ Every TrainingArguments flag applies to the end-to-end stage; several GPUs: `acc
 """
 
 import json
+import math
 import shutil
 import sys
 import time
@@ -39,16 +42,16 @@ from transformers.trainer_utils import get_last_checkpoint
 from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
-from training.data import DataArguments, LanguageModelingData, load_texts, prepare_data
+from training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
 from training.errors import UsageError, refuse_non_empty
-from training.evaluation import collate_blocks, evaluate_blocks
+from training.evaluation import collate_blocks, evaluate_blocks, evaluate_text
 from training import train
 from training.lora import LoraArguments, add_lora
 from training.tokenizer import from_pretrained
 
 from .compress import compressed_copy
 from .distill import DistillationTrainer, LayerwiseDistillation
-from .transplant import SPECTRAL_MIXERS, attention_by_distance, spectral_init, transplant_gpt2
+from .transplant import FILTER_FITS, SPECTRAL_MIXERS, spectral_init, transplant_gpt2
 
 
 @dataclass(kw_only=True)  # keyword-only, so that required fields may follow DataArguments' defaults
@@ -56,13 +59,27 @@ class ConvertArguments(DataArguments):
     teacher: str = field(metadata={"help": "a GPT2LMHeadModel folder or Hub id (gpt2, distilgpt2, gpt2-medium, ...)"})
     out: str = field(metadata={"help": "output folder"})
     mixer: str = field(default="spectral_conv", metadata={"help": f"the new mixer: {', '.join(SPECTRAL_MIXERS)}"})
-    keep_attention: list[int] = field(
-        default_factory=list, metadata={"help": "indices of layers that keep their attention (a hybrid)"}
+    keep_attention: list[str] = field(
+        default_factory=list,
+        metadata={"help": "layers that keep their attention (a hybrid): indices, or `auto` for the --auto_keep layers "
+                          "whose replacement alone costs the most perplexity on calibration text"},
+    )
+    auto_keep: int | None = field(
+        default=None, metadata={"help": "with --keep_attention auto: how many layers keep attention (default: a "
+                                        "quarter of the layers, at least 1)"}
     )
     block_size: int | None = field(
         default=None, metadata={"help": "tokens per sequence (default: the teacher's n_positions, at most 1024)"}
     )
-    calibration_blocks: int = field(default=8, metadata={"help": "blocks of text for the attention profiles"})
+    calibration_blocks: int = field(
+        default=8, metadata={"help": "blocks of training text the filters are fitted on (and, as many more, on "
+                                     "which --keep_attention auto measures each layer)"}
+    )
+    filter_fit: str = field(
+        default="outputs",
+        metadata={"help": "what each new filter is fitted to: 'outputs' (each attention head's output on the "
+                          "calibration text) or 'profile' (its average attention weight by distance)"},
+    )
     layerwise_steps: int = field(default=200, metadata={"help": "steps of layer-wise distillation (0 skips it)"})
     layerwise_learning_rate: float = field(default=1e-3)
     kl_weight: float = field(default=1.0, metadata={"help": "weight of KL(teacher || student) per token"})
@@ -73,6 +90,15 @@ class ConvertArguments(DataArguments):
     compress: str | None = field(default=None, metadata={"help": "compress Linear layers at the end: dct, svd, int8"})
     compress_ratio: float | None = field(default=None, metadata={"help": "bytes kept per compressed layer, (0, 1]"})
     compress_modules: str | None = field(default=None, metadata={"help": "e.g. mlp (default: all Linear layers)"})
+    eval_text: list[str] | None = field(
+        default=None, metadata={"help": "text files also measured after every stage (e.g. text the teacher never saw)"}
+    )
+    control: bool = field(
+        default=False,
+        metadata={"help": "the control experiment: the replaced layers mix no tokens (their mixers output only the "
+                          "attention's output bias, frozen), so only the rest of the model learns; with "
+                          "--layerwise_steps 0"},
+    )
     resume: bool = field(default=False, metadata={"help": "continue a run in --out: skip the stages it finished"})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "convert afresh into a non-empty --out: its earlier run is deleted first"}
@@ -82,6 +108,14 @@ class ConvertArguments(DataArguments):
         super().__post_init__()
         if self.resume and self.overwrite_output_dir:
             raise ValueError("--resume continues the run in --out and --overwrite_output_dir replaces it: pass one")
+        if self.mixer not in SPECTRAL_MIXERS:
+            raise ValueError(f"--mixer {self.mixer!r} is not one of {SPECTRAL_MIXERS}")
+        if self.control and self.layerwise_steps > 0:
+            raise ValueError("--control freezes the mixers that the layer-wise stage trains: pass --layerwise_steps 0")
+        if self.filter_fit not in FILTER_FITS:
+            raise ValueError(f"--filter_fit {self.filter_fit!r} is not one of {', '.join(FILTER_FITS)}")
+        if self.auto_keep is not None and self.keep_attention != ["auto"]:
+            raise ValueError("--auto_keep counts the layers --keep_attention auto chooses: pass both")
 
 
 # `fiftynet train`'s defaults, but for distilling: the end-to-end stage; every TrainingArguments flag overrides them.
@@ -116,13 +150,70 @@ def load_teacher(name_or_path: str) -> GPT2LMHeadModel:
     return teacher.eval()
 
 
-def student_mixers(args: ConvertArguments, num_layers: int) -> list[str]:
-    if args.mixer not in SPECTRAL_MIXERS:
-        raise UsageError(f"--mixer {args.mixer!r} is not one of {SPECTRAL_MIXERS}")
-    outside = sorted(set(args.keep_attention) - set(range(num_layers)))
+def kept_layers(args: ConvertArguments, num_layers: int) -> list[int] | None:
+    """The --keep_attention layer indices, or None for `auto`."""
+    if args.keep_attention == ["auto"]:
+        if args.auto_keep is not None and not 0 < args.auto_keep < num_layers:
+            raise UsageError(f"--auto_keep {args.auto_keep}: the teacher has {num_layers} layers; keep 1 to "
+                             f"{num_layers - 1}")
+        return None
+    try:
+        layers = [int(layer) for layer in args.keep_attention]
+    except ValueError:
+        raise UsageError(f"--keep_attention {' '.join(args.keep_attention)}: give layer indices, or `auto` alone") \
+            from None
+    outside = sorted(set(layers) - set(range(num_layers)))
     if outside:
         raise UsageError(f"--keep_attention {outside}: the teacher has layers 0 to {num_layers - 1}")
-    return ["attention" if layer in args.keep_attention else args.mixer for layer in range(num_layers)]
+    return layers
+
+
+@torch.no_grad()
+def mean_loss(model: PreTrainedModel, blocks: torch.Tensor, batch_size: int) -> float:
+    """The language-modelling loss over full `(n, seq_len)` blocks, in nats per token."""
+    losses = [model(input_ids=batch, labels=batch).loss * len(batch) for batch in blocks.split(batch_size)]
+    return float(torch.stack(losses).sum()) / len(blocks)
+
+
+def layer_importance(teacher: GPT2LMHeadModel, mixer: str, fitting: torch.Tensor, measuring: torch.Tensor,
+                     filter_fit: str, batch_size: int) -> list[float]:
+    """For each layer, the perplexity on the `measuring` blocks of the teacher with that layer alone replaced by its
+    spectral initialization (fitted on the `fitting` blocks), over the teacher's own: what keeping its attention is
+    worth, before any distillation."""
+    teacher_loss = mean_loss(teacher, measuring, batch_size)
+    ratios = []
+    for layer in range(teacher.config.n_layer):
+        mixers = [mixer if index == layer else "attention" for index in range(teacher.config.n_layer)]
+        student = transplant_gpt2(teacher, mixers).to(teacher.device).eval()
+        spectral_init(student, teacher, fitting, [layer], filter_fit)
+        ratios.append(math.exp(mean_loss(student, measuring, batch_size) - teacher_loss))
+    return ratios
+
+
+# The arguments that decide what the student is: a --resume must repeat them.
+STUDENT_ARGUMENTS = ("mixer", "keep_attention", "auto_keep", "filter_fit", "calibration_blocks", "control")
+
+
+def check_resumable(saved: dict, args: ConvertArguments) -> None:
+    """Refuses to --resume a run made with other student-defining arguments (say, adding --control to a conversion
+    would silence its distilled mixers)."""
+    for name in STUDENT_ARGUMENTS:
+        before, now = saved.get(name), getattr(args, name)
+        if name == "keep_attention":  # runs before `auto` saved the indices as numbers
+            before, now = [str(layer) for layer in before or []], [str(layer) for layer in now]
+        if name in saved and before != now:
+            raise UsageError(f"--resume: the run in {args.out} was made with --{name} {before}, not {now}; pass the "
+                             "same, or start afresh with --overwrite_output_dir")
+
+
+@torch.no_grad()
+def silence_mixers(student: FiftyNetForCausalLM, layers: list[int]) -> None:
+    """The control's replaced layers: each mixer outputs only its output projection's bias (the attention's), and
+    is frozen, so these layers mix no tokens while everything else trains as in a conversion."""
+    for layer in layers:
+        mixer = student.model.layers[layer].mixer
+        mixer.out_proj.weight.zero_()
+        mixer.requires_grad_(False)
 
 
 class ConversionReport:
@@ -147,6 +238,9 @@ class ConversionReport:
             "perplexity_vs_teacher": perplexity / teacher_perplexity,
             "bits_per_byte": metrics["eval_bits_per_byte"],
             "accuracy": metrics["eval_accuracy"],
+            **({"eval_text_perplexity": metrics["eval_text"]["eval_perplexity"],
+                "eval_text_bits_per_byte": metrics["eval_text"]["eval_bits_per_byte"]}
+               if "eval_text" in metrics else {}),
             **details,
         })
         if not self.is_writer:
@@ -156,10 +250,12 @@ class ConversionReport:
               f"bits/byte {metrics['eval_bits_per_byte']:.4f}", file=sys.stderr)
 
     def table(self) -> str:
-        rows = [f"| {e['stage']} | {e['perplexity']:.3f} | {e['bits_per_byte']:.4f} | {e.get('tokens', 0):,} | "
-                f"{e.get('wall_seconds', 0):.0f} |" for e in self.data["stages"]]
-        return "\n".join(["| stage | perplexity | bits per byte | training tokens | seconds |", "|---|---|---|---|---|",
-                          *rows])
+        text = any("eval_text_perplexity" in e for e in self.data["stages"])  # a --resume may add or drop it
+        rows = [f"| {e['stage']} | {e['perplexity']:.3f} | {e['bits_per_byte']:.4f} | "
+                + (f"{e['eval_text_perplexity']:.3f} | " if "eval_text_perplexity" in e else "- | " if text else "")
+                + f"{e.get('tokens', 0):,} | {e.get('wall_seconds', 0):.0f} |" for e in self.data["stages"]]
+        header = "| stage | perplexity | bits per byte | " + ("--eval_text perplexity | " if text else "")
+        return "\n".join([header + "training tokens | seconds |", "|---" * (5 + text) + "|", *rows])
 
 
 def layerwise_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausalLM, layers: list[int],
@@ -186,7 +282,8 @@ def end_to_end_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausal
     if args.lora:
         lora = LoraArguments(lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
                              lora_target_modules=["up_proj", "down_proj"],
-                             lora_modules_to_save=[f"model.layers.{layer}.mixer" for layer in layers])
+                             lora_modules_to_save=[] if args.control else [f"model.layers.{layer}.mixer"
+                                                                           for layer in layers])
         model = add_lora(student, lora)
     trainer = DistillationTrainer(
         model=model, args=training_args, train_dataset=data.train, data_collator=collate_blocks, teacher=teacher,
@@ -208,7 +305,9 @@ def initialized_student(teacher: GPT2LMHeadModel, mixer_types: list[str], replac
     started = time.perf_counter()
     student = transplant_gpt2(teacher, mixer_types).to(training_args.device)
     calibration = data.train[: args.calibration_blocks]["input_ids"].to(training_args.device)
-    fit_errors = spectral_init(student, teacher, attention_by_distance(teacher, calibration, replaced), replaced)
+    fit_errors = spectral_init(student, teacher, calibration, replaced, args.filter_fit)
+    if args.control:
+        silence_mixers(student, replaced)
     report.add("spectral_init", evaluate(student), filter_fit_error=fit_errors,
                wall_seconds=time.perf_counter() - started)
     if args.layerwise_steps > 0:
@@ -231,21 +330,44 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_teacher(args.teacher).to(training_args.device)
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args.teacher, "the teacher's tokenizer")
-    mixer_types = student_mixers(args, teacher.config.n_layer)
-    replaced = [layer for layer, mixer in enumerate(mixer_types) if mixer != "attention"]
+    num_layers = teacher.config.n_layer
+    kept = kept_layers(args, num_layers)
     block_size = args.block_size or min(1024, teacher.config.n_positions)
     if block_size > teacher.config.n_positions:
         raise UsageError(f"--block_size {block_size} exceeds the teacher's n_positions={teacher.config.n_positions}")
     texts = load_texts(args)
     data = prepare_data(texts, tokenizer, block_size, args.validation_fraction)
+    eval_documents = read_text_files(args.eval_text) if args.eval_text else None
+    batch_size = training_args.per_device_eval_batch_size
 
     def evaluate(model: PreTrainedModel) -> dict:
-        return evaluate_blocks(model, data.validation, data.tokens_per_byte, training_args.per_device_eval_batch_size)
+        metrics = evaluate_blocks(model, data.validation, data.tokens_per_byte, batch_size)
+        if eval_documents:
+            metrics["eval_text"] = evaluate_text(model, eval_documents, tokenizer, block_size, batch_size)
+        return metrics
 
+    report_path, importance = out / "report.json", None
+    saved = json.loads(report_path.read_text()) if args.resume and report_path.is_file() else None
+    if saved is not None:
+        check_resumable(saved["arguments"], args)
+        kept = [layer for layer, mixer in enumerate(saved["mixer_types"]) if mixer == "attention"]
+        importance = saved.get("layer_importance")
+    elif kept is None:
+        if len(data.train) < 2 * args.calibration_blocks:
+            raise UsageError(f"--keep_attention auto fits on --calibration_blocks {args.calibration_blocks} training "
+                             f"blocks and measures on as many more, but the training text has {len(data.train)}")
+        calibration = data.train[: 2 * args.calibration_blocks]["input_ids"].to(training_args.device)
+        fitting, measuring = calibration[: args.calibration_blocks], calibration[args.calibration_blocks:]
+        importance = layer_importance(teacher, args.mixer, fitting, measuring, args.filter_fit, batch_size)
+        count = args.auto_keep or max(1, num_layers // 4)
+        kept = sorted(sorted(range(num_layers), key=importance.__getitem__, reverse=True)[:count])
+    mixer_types = ["attention" if layer in kept else args.mixer for layer in range(num_layers)]
+    replaced = [layer for layer, mixer in enumerate(mixer_types) if mixer != "attention"]
     report = ConversionReport(
-        out / "report.json", is_writer=training_args.should_save, teacher=args.teacher, mixer_types=mixer_types,
+        report_path, is_writer=training_args.should_save, teacher=args.teacher, mixer_types=mixer_types,
         data=data.name, block_size=block_size, validation_tokens=len(data.validation) * block_size,
         arguments=asdict(args), tokens_per_step=train.sequences_per_step(training_args) * block_size,
+        **({"layer_importance": importance} if importance is not None else {}),
     )
     if not report.has("teacher"):
         report.add("teacher", evaluate(teacher))
@@ -253,10 +375,13 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     layerwise_dir = out / "layerwise"
     if args.resume and (layerwise_dir / "config.json").is_file():
         student = FiftyNetForCausalLM.from_pretrained(layerwise_dir).to(training_args.device)
+        if args.control:
+            silence_mixers(student, replaced)
     else:
         student = initialized_student(teacher, mixer_types, replaced, data, args, training_args, report, evaluate)
         if training_args.should_save:
             student.save_pretrained(layerwise_dir)
+            tokenizer.save_pretrained(layerwise_dir)  # so that `fiftynet eval` measures this stage's student too
 
     if training_args.max_steps != 0:
         started = time.perf_counter()
@@ -282,10 +407,11 @@ def save_student(student: FiftyNetForCausalLM, tokenizer, report: ConversionRepo
     table) and its record, written beside `folder` and moved into place whole."""
     stages = report.data["stages"]
     replaced = sum(mixer != "attention" for mixer in report.data["mixer_types"])
+    replacement = (f"removed (the control experiment: {args.mixer} mixers frozen at zero weight)" if args.control
+                   else f"replaced by `{args.mixer}` mixers initialized from it")
     summary = (
         f"Converted from the GPT-2 {source_name(args.teacher)} by `fiftynet convert`: every weight copied, the "
-        f"attention of {replaced} of {len(report.data['mixer_types'])} layers replaced by `{args.mixer}` mixers "
-        f"initialized from it, then distilled layer-wise and end to end on "
+        f"attention of {replaced} of {len(report.data['mixer_types'])} layers {replacement}, then distilled on "
         f"{sum(entry.get('tokens', 0) for entry in stages):,} tokens of {report.data['data']} (blocks of "
         f"{report.data['block_size']} tokens). Validation perplexity after each stage:\n\n{report.table()}"
     )

@@ -4,10 +4,12 @@ attention is replaced.
 FiftyNet expresses GPT-2's block with config options (LayerNorm with bias, learned absolute positions, a plain MLP
 with GPT-2's GELU, biased projections, a tied head), so a FiftyNet whose every mixer is `"attention"` computes what
 the GPT-2 computes. A replaced layer keeps everything but its attention; its new mixer starts from the teacher's
-value and output projections and a causal filter fitted to the attention's average weight at each distance.
+value and output projections and causal filters fitted to what the attention computes on calibration text (or to
+its average weight at each distance).
 """
 
 import logging
+from functools import partial
 
 import torch
 from torch import nn
@@ -165,39 +167,122 @@ def set_real_poles(filter: FiftyNetModalFilter, longest_memory: int) -> None:
     filter.frequency.zero_()
 
 
+def _filter_basis(filter: nn.Module, length: int) -> torch.Tensor:
+    """`(channels or 1, lags, parameters)`: the filter's kernel over lags `0 .. lags - 1` is `basis @ p` for its linear
+    parameters `p` (a modal filter's residues at its current poles; a Fourier filter's coefficients, shared basis,
+    lags limited to its kernel size)."""
+    if isinstance(filter, FiftyNetModalFilter):
+        return _modal_basis(filter, length)
+    return _fourier_basis(filter)[: min(length, filter.kernel_size)][None]
+
+
+def _set_linear_parameters(filter: nn.Module, solution: torch.Tensor, bank_index: int) -> None:
+    """Writes `(channels, parameters)` into the parameters `_filter_basis` describes."""
+    if isinstance(filter, FiftyNetModalFilter):
+        filter.residues.copy_(torch.stack(solution.chunk(2, dim=-1), dim=-1))
+    else:
+        filter.coefficients[bank_index].copy_(solution.view(solution.shape[0], -1, 2))
+
+
 @torch.no_grad()
 def fit_filter(filter: nn.Module, target: torch.Tensor, bank_index: int = 0) -> float:
     """Sets the filter's linear parameters (a modal filter's residues at its current poles, or a Fourier filter's
     coefficients) to the least-squares fit of `target`, a `(channels, length)` kernel over lags `0 .. length - 1`.
     Returns the relative error of the fit."""
-    if isinstance(filter, FiftyNetModalFilter):
-        basis = _modal_basis(filter, target.shape[-1])
-        solution = (torch.linalg.pinv(basis.double()) @ target[..., None].double())[..., 0]
-        filter.residues.copy_(torch.stack(solution.chunk(2, dim=-1), dim=-1))
-        fitted = (basis.double() @ solution[..., None])[..., 0]
-    else:
-        length = min(target.shape[-1], filter.kernel_size)
-        basis = _fourier_basis(filter)[:length].double()
-        solution = (torch.linalg.pinv(basis) @ target[:, :length].t().double()).t()
-        filter.coefficients[bank_index].copy_(solution.view(-1, basis.shape[1] // 2, 2))
-        fitted = solution @ basis.t()
-        target = target[:, :length]
+    basis = _filter_basis(filter, target.shape[-1]).double()
+    target = target[:, : basis.shape[1]].double()
+    solution = (torch.linalg.pinv(basis) @ target[..., None])[..., 0]
+    _set_linear_parameters(filter, solution, bank_index)
+    fitted = (basis @ solution[..., None])[..., 0]
     return float((fitted - target).norm() / target.norm().clamp_min(1e-12))
 
 
 @torch.no_grad()
-def spectral_init(student: FiftyNetForCausalLM, teacher: GPT2LMHeadModel, profiles: torch.Tensor,
-                  layers: list[int]) -> list[float]:
+def fit_filter_to_outputs(filter: nn.Module, inputs: torch.Tensor, outputs: torch.Tensor, bank_index: int = 0,
+                          ridge: float = 1e-6, channels_per_chunk: int = 32) -> float:
+    """Sets the filter's linear parameters so that filtering `inputs` gives `outputs` in the least-squares sense, per
+    channel: `inputs` and `outputs` are `(batch, channels, seq_len)`, e.g. an attention head's values and what the
+    head computed from them on calibration text. Unlike `fit_filter` on the average attention by distance, this fits
+    what the head does to the text it sees (a head that attends to the previous token only when it starts a word
+    gets the filter that best reproduces that on average over positions, weighted by the values' size).
+
+    Solved through the normal equations in float64, with a `ridge` relative to the mean diagonal; the columns are
+    the inputs convolved (FFT, padded to 2 * seq_len) with each basis kernel. Returns the relative error of the fit.
+    """
+    seq_len = inputs.shape[-1]
+    basis = _filter_basis(filter, seq_len).double()
+    basis_spectrum = torch.fft.rfft(basis.transpose(1, 2), n=2 * seq_len)  # (channels or 1, parameters, freq)
+    solutions, residual_energy = [], 0.0
+    for start in range(0, inputs.shape[1], channels_per_chunk):
+        channels = slice(start, start + channels_per_chunk)
+        spectrum = torch.fft.rfft(inputs[:, channels].double(), n=2 * seq_len)[:, :, None]
+        kernels = basis_spectrum if basis_spectrum.shape[0] == 1 else basis_spectrum[channels]
+        design = torch.fft.irfft(spectrum * kernels, n=2 * seq_len)[..., :seq_len]  # (batch, channels, params, len)
+        target = outputs[:, channels].double()
+        gram = torch.einsum("bcpt,bcqt->cpq", design, design)
+        rhs = torch.einsum("bcpt,bct->cp", design, target)
+        scale = gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)[:, None, None]
+        identity = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        # pinv, not solve: a Fourier basis has null columns (the imaginary parts at frequency 0 and Nyquist).
+        solution = (torch.linalg.pinv(gram + ridge * scale * identity, hermitian=True) @ rhs[..., None])[..., 0]
+        residual_energy += float((torch.einsum("bcpt,cp->bct", design, solution) - target).pow(2).sum())
+        solutions.append(solution)
+    _set_linear_parameters(filter, torch.cat(solutions), bank_index)
+    return (residual_energy / float(outputs.double().pow(2).sum().clamp_min(1e-30))) ** 0.5
+
+
+@torch.no_grad()
+def attention_values_and_outputs(teacher: GPT2LMHeadModel, input_ids: torch.Tensor,
+                                 layers: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each of `layers`, the attention's values and its heads' outputs (before `c_proj`), both
+    `(batch, n_embd, seq_len)` with channel `c` in head `c // head_dim`, from one pass over `input_ids`."""
+    caught = {}
+
+    def catch_values(layer, module, args, output):
+        caught[layer, "values"] = output[..., 2 * teacher.config.n_embd:]
+
+    def catch_outputs(layer, module, args):
+        caught[layer, "outputs"] = args[0]
+
+    hooks = []
+    for layer in layers:
+        attention = teacher.transformer.h[layer].attn
+        hooks += [attention.c_attn.register_forward_hook(partial(catch_values, layer)),
+                  attention.c_proj.register_forward_pre_hook(partial(catch_outputs, layer))]
+    try:
+        teacher(input_ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [(caught[layer, "values"].transpose(1, 2).float(), caught[layer, "outputs"].transpose(1, 2).float())
+            for layer in layers]
+
+
+FILTER_FITS = ("outputs", "profile")
+
+
+@torch.no_grad()
+def spectral_init(student: FiftyNetForCausalLM, teacher: GPT2LMHeadModel, calibration_ids: torch.Tensor,
+                  layers: list[int], fit: str = "outputs") -> list[float]:
     """Initializes the spectral mixer of each layer in `layers` from the teacher's attention there: its value and
-    output projections, and per-channel filters fitted to the head's `profiles` (see `attention_by_distance`). The
-    `spectral_conv` and `fftnet` mixers then start as `out_proj(h * v)`, the linear time-invariant part of the
-    attention (`nfo` as `out_proj(act(h * v))`). Returns each layer's relative filter-fit error."""
+    output projections, and per-channel causal filters. The `spectral_conv` and `fftnet` mixers then start as
+    `out_proj(h * v)`, the linear time-invariant part of the attention (`nfo` as `out_proj(act(h * v))`).
+
+    `fit="outputs"` fits each channel's filter `h` so that `h * v` reproduces the head's output on the calibration
+    text (`fit_filter_to_outputs`); `fit="profile"` fits it to the head's average attention weight by distance
+    (`attention_by_distance`). Returns each layer's relative fit error.
+    """
+    if fit not in FILTER_FITS:
+        raise ValueError(f"fit={fit!r} is not one of {FILTER_FITS}")
     width, heads = teacher.config.n_embd, teacher.config.n_head
+    if fit == "profile":
+        targets = attention_by_distance(teacher, calibration_ids, layers)
+    else:
+        targets = attention_values_and_outputs(teacher, calibration_ids, layers)
     errors = []
-    for layer, profile in zip(layers, profiles):
+    for layer, target in zip(layers, targets):
         attention, mixer = teacher.transformer.h[layer].attn, student.model.layers[layer].mixer
         value_weight, value_bias = attention.c_attn.weight[:, 2 * width:], attention.c_attn.bias[2 * width:]
-        channel_profiles = profile.repeat_interleave(width // heads, dim=0)  # channel c belongs to head c // head_dim
         if isinstance(mixer, FiftyNetSpectralConvMixer):
             # Query and key gates start at a constant 1 (zero weights, unit bias): out_proj(1 * h * (1 * v)).
             mixer.in_proj.weight[: 2 * width].zero_()
@@ -214,6 +299,10 @@ def spectral_init(student: FiftyNetForCausalLM, teacher: GPT2LMHeadModel, profil
             raise ValueError(f"layer {layer} has a {type(mixer).__name__}, not one of the mixers {SPECTRAL_MIXERS}")
         _copy_linear(mixer.out_proj, attention.c_proj.weight, attention.c_proj.bias)
         if isinstance(mixer.filter, FiftyNetModalFilter):
-            set_real_poles(mixer.filter, profile.shape[-1])
-        errors.append(fit_filter(mixer.filter, channel_profiles))
+            set_real_poles(mixer.filter, calibration_ids.shape[-1])
+        if fit == "profile":
+            channel_profiles = target.repeat_interleave(width // heads, dim=0)  # channel c is in head c // head_dim
+            errors.append(fit_filter(mixer.filter, channel_profiles))
+        else:
+            errors.append(fit_filter_to_outputs(mixer.filter, *target))
     return errors

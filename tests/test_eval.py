@@ -8,8 +8,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training import cli
+from training import cli, evaluation
 from training.corpus import load_corpus
+from test_cli_errors import fails_with
 
 
 @pytest.fixture
@@ -34,13 +35,48 @@ def test_eval_reports_the_loss_of_the_model_on_the_text(tmp_path, text_file, arc
               "--batch_size", "8", "--output_json", str(out)])
     metrics = json.loads(out.read_text())
 
-    blocks = torch.tensor(list(text_file.read_bytes())[: 62 * 64]).view(62, 64)
+    # 62 full blocks of 64 bytes and a last block of the 32 left: every byte but each block's first is a target.
+    data = list(text_file.read_bytes())
+    blocks = [torch.tensor(data[start:start + 64])[None] for start in range(0, 4_000, 64)]
     with torch.no_grad():
-        expected = model.eval()(blocks, labels=blocks).loss.item()
-    assert metrics["evaluated_tokens"] == 62 * 64 and metrics["text_tokens"] == 4_000
-    assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-4)
-    assert metrics["eval_perplexity"] == pytest.approx(math.exp(expected), rel=1e-4)
-    assert metrics["eval_bits_per_byte"] == pytest.approx(expected / math.log(2), rel=1e-4)  # one byte per token
+        logits = [model.eval()(block).logits[0, :-1] for block in blocks]
+    targets = torch.cat([block[0, 1:] for block in blocks])
+    expected = torch.nn.functional.cross_entropy(torch.cat(logits), targets).item()
+    assert (metrics["evaluated_tokens"], metrics["predicted_tokens"], metrics["text_tokens"]) == (4_000, 4_000 - 63,
+                                                                                                 4_000)
+    assert metrics["eval_loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["eval_perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
+    assert metrics["eval_bits_per_byte"] == pytest.approx(expected / math.log(2), rel=1e-5)  # one byte per token
+    predicted = torch.cat(logits).argmax(-1)
+    assert metrics["eval_accuracy"] == pytest.approx((predicted == targets).float().mean().item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("length", [2, 3, 64, 65, 100])
+def test_eval_measures_every_token_of_a_text_of_any_length(tmp_path, length):
+    torch.manual_seed(0)
+    model = FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1, initializer_range=0.5))
+    model.save_pretrained(tmp_path / "model")
+    FiftyNetByteTokenizer().save_pretrained(tmp_path / "model")
+    text = tmp_path / "text.txt"
+    text.write_text(load_corpus("validation")[:length])
+    metrics = evaluation.main(["--model", str(tmp_path / "model"), "--text", str(text), "--block_size", "64"])
+    data = list(text.read_bytes())
+    # A one-token tail has nothing to predict in a block of its own: 65 bytes are one block, its last byte unmeasured.
+    starts = range(0, length - 1 if length % 64 == 1 else length, 64)
     with torch.no_grad():
-        predicted = model(blocks).logits[:, :-1].argmax(-1)
-    assert metrics["eval_accuracy"] == pytest.approx((predicted == blocks[:, 1:]).float().mean().item(), abs=1e-6)
+        losses = [torch.nn.functional.cross_entropy(model.eval()(torch.tensor([data[s:s + 64]])).logits[0, :-1],
+                                                    torch.tensor(data[s + 1:s + 64]), reduction="sum")
+                  for s in starts]
+    targets = sum(min(64, length - s) - 1 for s in starts)
+    assert metrics["predicted_tokens"] == targets
+    assert metrics["eval_loss"] == pytest.approx(float(sum(losses)) / targets, rel=1e-5)
+
+
+def test_eval_refuses_a_text_with_nothing_to_predict(tmp_path, capsys):
+    model = FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1))
+    model.save_pretrained(tmp_path / "model")
+    FiftyNetByteTokenizer().save_pretrained(tmp_path / "model")
+    text = tmp_path / "text.txt"
+    text.write_text("A")
+    error = fails_with(["eval", "--model", str(tmp_path / "model"), "--text", str(text)], capsys)
+    assert "the evaluation text has 1 token(s); at least 2 are needed to predict one" in error

@@ -1,8 +1,8 @@
 """Training text for `fiftynet train` and `fiftynet eval`: read it, tokenize it, pack it into fixed blocks.
 
 The text comes from local files or folders, a `datasets` name, or the bundled corpus. Documents are joined with the
-tokenizer's end-of-sequence token into one stream, which is cut into blocks of `block_size` tokens: no padding, every
-token of a block is a training target.
+tokenizer's end-of-sequence token into one stream, which is cut into blocks of `block_size` tokens: training blocks
+have no padding, every token of a block is a target; an evaluated text keeps its tail as a padded last block.
 """
 
 from dataclasses import dataclass, field
@@ -62,16 +62,31 @@ def check_block_size(block_size: int) -> None:
         raise UsageError(f"--block_size must be a positive number of tokens, got {block_size}")
 
 
-def packed_blocks(token_ids: list[int], block_size: int, name: str = "the text") -> Dataset:
-    """Cuts one token stream into consecutive blocks of `block_size` (the incomplete tail is dropped)."""
+def packed_blocks(token_ids: list[int], block_size: int, name: str = "the text", keep_tail: bool = False) -> Dataset:
+    """Cuts one token stream into consecutive blocks of `block_size`. The incomplete tail is dropped for training;
+    with `keep_tail` (evaluation, so that the tail is measured too) it becomes a last block padded on the right, with a
+    `labels` column that marks the padding -100 so that no loss or accuracy counts it (a causal model's earlier
+    positions never see it)."""
     check_block_size(block_size)
-    num_blocks = len(token_ids) // block_size
-    if num_blocks == 0:
+    num_blocks, tail = divmod(len(token_ids), block_size)
+    if keep_tail and tail == 1 and num_blocks > 0:
+        tail = 0  # a block of one token has nothing to predict (a block's first token is never a target)
+    if keep_tail and len(token_ids) < 2:
+        raise UsageError(f"{name} has {len(token_ids)} token(s); at least 2 are needed to predict one")
+    if num_blocks == 0 and not keep_tail:
         raise UsageError(
             f"{name} has {len(token_ids)} tokens, fewer than one block of {block_size}; use a smaller --block_size"
         )
-    blocks = torch.tensor(token_ids[: num_blocks * block_size]).view(num_blocks, block_size)
-    return Dataset.from_dict({"input_ids": blocks.numpy()}).with_format("torch")
+    blocks = torch.tensor(token_ids[: num_blocks * block_size], dtype=torch.long).view(num_blocks, block_size)
+    if not keep_tail:
+        return Dataset.from_dict({"input_ids": blocks.numpy()}).with_format("torch")
+    labels = blocks.clone()
+    if tail:
+        last = torch.zeros(1, block_size, dtype=blocks.dtype)  # id 0 exists in every vocabulary
+        last[0, :tail] = torch.tensor(token_ids[-tail:])
+        padding = torch.arange(block_size) >= tail
+        blocks, labels = torch.cat([blocks, last]), torch.cat([labels, last.masked_fill(padding, -100)])
+    return Dataset.from_dict({"input_ids": blocks.numpy(), "labels": labels.numpy()}).with_format("torch")
 
 
 def read_text_files(paths: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ import modeling_fiftynet  # noqa: F401  (registers FiftyNet with the Auto classe
 
 from .corpus import CORPUS_NAME, load_corpus
 from .data import check_vocabulary, packed_blocks, read_text_files, token_stream, tokens_per_byte
-from .errors import positive_int
+from .errors import UsageError, positive_int
 from .tokenizer import from_pretrained, load_tokenizer
 
 
@@ -32,12 +32,15 @@ IGNORE_KEYS = ["past_key_values", "cache"]
 
 
 def collate_blocks(features: list[dict]) -> dict[str, torch.Tensor]:
-    """Stacks packed blocks; the labels are the inputs (the model shifts them).
+    """Stacks packed blocks; the labels are the inputs (the model shifts them), or the blocks' own `labels` where
+    an evaluated text's padded last block has them (see `packed_blocks`).
 
-    Blocks are never padded, so no pad token is needed (GPT-2 has none), and no token is masked:
+    Training blocks are never padded, so no pad token is needed (GPT-2 has none), and no token is masked:
     DataCollatorForLanguageModeling would drop every label equal to the pad id, e.g. eos where pad = eos.
     """
     input_ids = torch.stack([feature["input_ids"] for feature in features])
+    if "labels" in features[0]:
+        return {"input_ids": input_ids, "labels": torch.stack([feature["labels"] for feature in features])}
     return {"input_ids": input_ids, "labels": input_ids.clone()}
 
 
@@ -94,18 +97,24 @@ def evaluate_blocks(model: PreTrainedModel, blocks: Dataset, text_tokens_per_byt
         args = TrainingArguments(output_dir=trainer_dir, per_device_eval_batch_size=batch_size, report_to="none",
                                  dataloader_pin_memory=torch.cuda.is_available())
         trainer = Trainer(model=model, args=args, eval_dataset=blocks, **trainer_evaluation(text_tokens_per_byte))
-        # Blocks are full, so the plain mean per batch is exact. Passing models that accept loss kwargs (GPT-2) a
-        # token count instead makes transformers 5.23 count position 0, which is never a target: a loss (L-1)/L low.
+        # Training and validation blocks are full, so the plain mean per batch is exact (`evaluate_text` corrects
+        # eval_loss for its padded last block; the other metrics count tokens). Passing models that accept loss kwargs
+        # (GPT-2) a token count instead makes transformers 5.23 count position 0, which is never a target: a loss (L-1)/L low.
         trainer.model_accepts_loss_kwargs = False
         return trainer.evaluate(ignore_keys=IGNORE_KEYS)
 
 
 def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block_size: int, batch_size: int) -> dict:
-    """The metrics of `model` on the documents, packed into blocks of `block_size` tokens."""
+    """The metrics of `model` on the documents, packed into blocks of `block_size` tokens, the last one possibly
+    shorter (every token but each block's first is a target). `predicted_tokens` counts the targets."""
     token_ids = token_stream(documents, tokenizer)
-    blocks = packed_blocks(token_ids, block_size, name="the evaluation text")
+    blocks = packed_blocks(token_ids, block_size, name="the evaluation text", keep_tail=True)
     metrics = evaluate_blocks(model, blocks, tokens_per_byte(documents, len(token_ids)), batch_size)
-    return {"evaluated_tokens": len(blocks) * block_size, "text_tokens": len(token_ids), **metrics}
+    # The Trainer's eval_loss is a mean of batch means, which would weigh the short last block's tokens more.
+    metrics["eval_loss"] = math.log(metrics["eval_perplexity"])
+    labels = blocks[:]["labels"]
+    return {"evaluated_tokens": int((labels != -100).sum()), "predicted_tokens": int((labels[:, 1:] != -100).sum()),
+            "text_tokens": len(token_ids), **metrics}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -122,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
 
+    run_model = Path(args.model) / "model"
+    if not (Path(args.model) / "config.json").is_file() and (run_model / "config.json").is_file():
+        raise UsageError(f"--model {args.model} is a run's folder; its model is --model {run_model}")
     model = load_model(args.model, trust_remote_code=args.trust_remote_code)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
     check_vocabulary(tokenizer, model.config)
