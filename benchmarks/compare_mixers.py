@@ -1,10 +1,13 @@
-"""Train every causal FiftyNet mixer and a GPT-2 of the same width and depth with the same budget, then compare.
+"""Train every causal FiftyNet mixer and transformers' attention models of the same width and depth with the same
+budget, then compare.
 
     python -m benchmarks.compare_mixers --output-dir benchmarks/results/compare_mixers
 
 Each model sees the same byte-level blocks of the bundled corpus in the same order, with the same optimizer and
-schedule, through `transformers.Trainer`. The baseline is transformers' own `GPT2LMHeadModel` with PyTorch SDPA
-attention. Writes `results.json`, `results.md` (the table) and `validation_curves.png`.
+schedule, through `transformers.Trainer`. The baselines are transformers' own `GPT2LMHeadModel` and
+`LlamaForCausalLM` with PyTorch SDPA attention (see `benchmarks.baselines`); FiftyNet's own attention stack runs
+with rotary and with learned positions, which isolates what positions do to attention at this budget. Writes
+`results.json`, `results.md` (the table) and `validation_curves.png`.
 """
 
 import argparse
@@ -18,15 +21,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import torch
-from transformers import (
-    DataCollatorForLanguageModeling,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    Trainer,
-    set_seed,
-)
+from transformers import DataCollatorForLanguageModeling, PreTrainedModel, Trainer, set_seed
 
+from benchmarks.baselines import attention_baseline
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 from training.corpus import load_corpus
 from training.quickstart import packed_blocks, training_arguments
@@ -38,17 +35,20 @@ FIFTYNET_VARIANTS = {
     "fftnet": (["fftnet"], {}),
     "spectral_conv + glu gate": (["spectral_conv"], dict(mixer_gate="glu")),
     "hybrid spectral_conv/attention": (["spectral_conv", "attention"], dict(position_encoding="rope")),
+    "attention (rope)": (["attention"], dict(position_encoding="rope")),
+    "attention (learned positions)": (["attention"], dict(position_encoding="learned")),
 }
-BASELINE = "gpt2 (sdpa)"
+# name -> `benchmarks.baselines` model
+BASELINES = {"gpt2 (sdpa)": "gpt2", "llama (sdpa)": "llama"}
 
 
 def build_model(name: str, args: argparse.Namespace, tokenizer: FiftyNetByteTokenizer) -> PreTrainedModel:
-    if name == BASELINE:
-        config = GPT2Config(
-            vocab_size=len(tokenizer), n_positions=args.block_size, n_embd=args.hidden_size, n_layer=args.num_layers,
-            n_head=args.num_heads, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    if name in BASELINES:
+        return attention_baseline(
+            BASELINES[name], len(tokenizer), args.hidden_size, args.num_layers, args.num_heads, args.block_size,
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
-        return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
     pattern, fields = FIFTYNET_VARIANTS[name]
     config = FiftyNetConfig(
         vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
@@ -114,8 +114,8 @@ def write_report(results: dict, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/compare_mixers"))
-    parser.add_argument("--models", nargs="+", default=[*FIFTYNET_VARIANTS, BASELINE],
-                        choices=[*FIFTYNET_VARIANTS, BASELINE])
+    parser.add_argument("--models", nargs="+", default=[*FIFTYNET_VARIANTS, *BASELINES],
+                        choices=[*FIFTYNET_VARIANTS, *BASELINES])
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-heads", type=int, default=6)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--curve-blocks", type=int, default=64, help="validation blocks scored along the way")
+    parser.add_argument("--validation-blocks", type=int, default=None, help="validation blocks scored at the end "
+                        "(default all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     train_set = packed_blocks(tokenizer(load_corpus("train"))["input_ids"], args.block_size)
     validation_set = packed_blocks(tokenizer(load_corpus("validation"))["input_ids"], args.block_size)
     curve_set = validation_set.select(range(min(args.curve_blocks, len(validation_set))))
+    if args.validation_blocks is not None:
+        validation_set = validation_set.select(range(min(args.validation_blocks, len(validation_set))))
     results = {}
     for name in args.models:
         set_seed(args.seed)

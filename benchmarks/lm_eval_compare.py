@@ -24,15 +24,9 @@ import lm_eval
 import torch
 import transformers
 from lm_eval.tasks import TaskManager
-from transformers import (
-    DataCollatorForLanguageModeling,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedModel,
-    Trainer,
-    set_seed,
-)
+from transformers import DataCollatorForLanguageModeling, PreTrainedModel, Trainer, set_seed
 
+from benchmarks.baselines import attention_baseline
 from benchmarks.lm_eval_tasks import build
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 from training.corpus import load_corpus
@@ -59,11 +53,8 @@ def build_model(name: str, args: argparse.Namespace, tokenizer: FiftyNetByteToke
     special_ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id)
     if name == "gpt2":
-        # No dropout: FiftyNet has none, so the two differ only in their layers.
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=args.block_size, n_embd=args.hidden_size,
-                            n_layer=args.num_layers, n_head=args.num_heads, resid_pdrop=0.0, embd_pdrop=0.0,
-                            attn_pdrop=0.0, **special_ids)
-        return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa")
+        return attention_baseline(name, len(tokenizer), args.hidden_size, args.num_layers, args.num_heads,
+                                  args.block_size, **special_ids)
     config = FiftyNetConfig(vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.num_layers,
                             max_position_embeddings=args.block_size, **special_ids)
     return FiftyNetForCausalLM(config)
