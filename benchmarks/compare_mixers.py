@@ -24,9 +24,9 @@ import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedModel, Trainer, set_seed
 
 from benchmarks.baselines import attention_baseline
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.quickstart import packed_blocks, training_arguments
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training.corpus import load_corpus
-from training.quickstart import packed_blocks, training_arguments
 
 # name -> (mixers repeated over the layers, other FiftyNetConfig fields)
 FIFTYNET_VARIANTS = {

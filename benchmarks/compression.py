@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from conversion.compress import (
+from fiftynet.conversion.compress import (
     compressed_bytes,
     compressed_copy,
     corpus_token_ids,

@@ -3,7 +3,7 @@ control that mixes no tokens at all.
 
     python -m benchmarks.conversion --eval-text /usr/lib/python3.11/LICENSE.txt     # 2 CPU cores, see docs
 
-Trains the teacher first when `--teacher` holds none (`python -m conversion.teacher`, the `cpu` preset unless
+Trains the teacher first when `--teacher` holds none (`python -m fiftynet.conversion.teacher`, the `cpu` preset unless
 `--teacher-size` says otherwise). The budget is `--budget` times the teacher's own training tokens, split between the
 layer-wise and the end-to-end stage (`--layerwise-share`). It then converts the teacher:
 
@@ -26,8 +26,8 @@ import shutil
 import time
 from pathlib import Path
 
-from conversion import convert, teacher
-from conversion.transplant import FILTER_FITS, SPECTRAL_MIXERS
+from fiftynet.conversion import convert, teacher
+from fiftynet.conversion.transplant import FILTER_FITS, SPECTRAL_MIXERS
 
 
 def final_perplexity(run: dict) -> float:

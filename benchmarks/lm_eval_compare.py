@@ -28,10 +28,10 @@ from transformers import DataCollatorForLanguageModeling, PreTrainedModel, Train
 
 from benchmarks.baselines import attention_baseline
 from benchmarks.lm_eval_tasks import build
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.data import packed_blocks
+from fiftynet.training.quickstart import training_arguments, unigram_bits_per_byte
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training.corpus import load_corpus
-from training.data import packed_blocks
-from training.quickstart import training_arguments, unigram_bits_per_byte
 
 
 MODELS = ("fiftynet", "gpt2")

@@ -49,11 +49,12 @@ import transformers
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 import modeling_fiftynet
-from conversion.compress import peak_memory_bytes
+from fiftynet.conversion.compress import peak_memory_bytes
+from fiftynet.training.chunk_head import add_chunk_head, measure_decoding
 from modeling_fiftynet import FiftyNetCache, FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.configuration_fiftynet import MIXERS
 from modeling_fiftynet.modeling_fiftynet import CACHE_NAME
 from modeling_fiftynet.spectral_ops import fft_causal_conv
-from training.chunk_head import add_chunk_head, measure_decoding
 
 # `--quick`, and the default on CPU: two lengths, fewer repeats, short prompts, so 2 cores finish in minutes.
 PRESETS = {
@@ -66,6 +67,7 @@ COMPILED = "fiftynet, torch.compile"  # the generation rows of FiftyNet's decodi
 RAW_OPS = ("fft_causal_conv", "sdpa")
 LAYERS = ("fiftynet mixer layer", "gpt2 attention layer")
 OOM = "oom"
+CONSTANT_STATE_MIXERS = [name for name, spec in MIXERS.items() if spec.constant_state]
 
 
 def autocast(device: torch.device):
@@ -320,8 +322,9 @@ def measure_generation(args: argparse.Namespace) -> list[dict]:
 
 
 def measure_chunk_head(args: argparse.Namespace) -> dict:
-    """`generate_with_chunk_head` against greedy `generate()` (batch 1, `training.chunk_head.measure_decoding`) on the
-    benchmark's FiftyNet with a new `--chunk-head-size` head, whose drafts start as the next-token prediction.
+    """`generate_with_chunk_head` against greedy `generate()` (batch 1,
+    `fiftynet.training.chunk_head.measure_decoding`) on the benchmark's FiftyNet with a new `--chunk-head-size` head,
+    whose drafts start as the next-token prediction.
 
     `pass_cost` is the time of one drafting pass in greedy steps (tokens per pass / speed-up): a trained head pays
     when its passes keep more than `pass_cost` tokens on average, and reaches 1.3x at `1.3 * pass_cost`.
@@ -546,7 +549,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--heads", type=int, default=12)
     parser.add_argument("--vocab-size", type=int, default=50257)
-    parser.add_argument("--mixer-type", default="spectral_conv", choices=["spectral_conv", "nfo", "fftnet"])
+    parser.add_argument("--mixer-type", default="spectral_conv", choices=CONSTANT_STATE_MIXERS)
     parser.add_argument("--train-lengths", type=int, nargs="+",
                         help="lengths of the training part (default: --lengths)")
     parser.add_argument("--compile", action="store_true", help="also time FiftyNet's decoding through torch.compile")

@@ -25,13 +25,13 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from hub_cards.card import CardRecord, Measurement, source_name
+from fiftynet.hub_cards.card import CardRecord, Measurement, source_name
+from fiftynet.training.corpus import CORPUS_NAME, load_corpus
+from fiftynet.training.errors import UsageError, non_negative_int, positive_float, positive_int, refuse_non_empty
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetForCausalLM
 from modeling_fiftynet.compression import CompressedLinear, check_compression_arguments, compress_layers
 from modeling_fiftynet.modeling_compressed_gpt2 import CompressedGPT2Config, CompressedGPT2LMHeadModel
 from modeling_fiftynet.saving import staged_folder
-from training.corpus import CORPUS_NAME, load_corpus
-from training.errors import UsageError, non_negative_int, positive_float, positive_int, refuse_non_empty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

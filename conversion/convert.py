@@ -15,7 +15,8 @@ docs/conversion.md):
 
 OUT gets `model/` (Hub-ready: safetensors, config, remote code, the teacher's tokenizer, a model card with the stage
 table), `report.json`, `layerwise/` (the student after stage 3, for `--resume`), `checkpoints/` and TensorBoard logs.
-Every TrainingArguments flag applies to the end-to-end stage; several GPUs: `accelerate launch -m conversion.convert`.
+Every TrainingArguments flag applies to the end-to-end stage; several GPUs:
+`accelerate launch -m fiftynet.conversion.convert`.
 """
 
 import json
@@ -39,15 +40,15 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
+from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
+from fiftynet.training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
+from fiftynet.training.errors import UsageError, refuse_non_empty
+from fiftynet.training.evaluation import collate_blocks, evaluate_blocks, evaluate_text
+from fiftynet.training import train
+from fiftynet.training.lora import LoraArguments, add_lora
+from fiftynet.training.tokenizer import from_pretrained
 from modeling_fiftynet import FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
-from training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
-from training.errors import UsageError, refuse_non_empty
-from training.evaluation import collate_blocks, evaluate_blocks, evaluate_text
-from training import train
-from training.lora import LoraArguments, add_lora
-from training.tokenizer import from_pretrained
 
 from .compress import compressed_copy
 from .distill import DistillationTrainer, LayerwiseDistillation

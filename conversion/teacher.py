@@ -2,8 +2,8 @@
 bundled corpus, through the Trainer. `fiftynet convert` then takes the saved folder as `--teacher`, exactly as it
 takes `gpt2` from the Hub.
 
-    python -m conversion.teacher --output_dir gpt2-kjv-cpu                                  # 2 CPU cores, about an hour
-    python -m conversion.teacher --size small --output_dir gpt2-kjv --max_steps 4000 --bf16 # a GPU
+    python -m fiftynet.conversion.teacher --output_dir gpt2-kjv-cpu  # 2 CPU cores, about an hour
+    python -m fiftynet.conversion.teacher --size small --output_dir gpt2-kjv --max_steps 4000 --bf16  # a GPU
 
 The folder gets the model, the tokenizer and `teacher_report.json` (training tokens, validation metrics), from which
 a conversion's budget is read as a fraction of the teacher's own training tokens.
@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, set_seed
 
+from fiftynet.training import train
+from fiftynet.training.data import DataArguments, load_texts, prepare_data
+from fiftynet.training.errors import UsageError, refuse_non_empty
+from fiftynet.training.evaluation import IGNORE_KEYS, trainer_evaluation
+from fiftynet.training.tokenizer import train_bpe
 from modeling_fiftynet.saving import staged_folder
-from training import train
-from training.data import DataArguments, load_texts, prepare_data
-from training.errors import UsageError, refuse_non_empty
-from training.evaluation import IGNORE_KEYS, trainer_evaluation
-from training.tokenizer import train_bpe
 
 
 # GPT-2 shapes. "cpu" (4.3M parameters with the default 4096-token BPE) is the benchmark's teacher: the default 2400
@@ -56,8 +56,8 @@ def build_teacher(size: str, vocab_size: int, block_size: int, eos_token_id: int
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((TeacherArguments, train.TrainerArguments), prog="python -m conversion.teacher",
-                              description=__doc__)
+    parser = HfArgumentParser((TeacherArguments, train.TrainerArguments),
+                              prog="python -m fiftynet.conversion.teacher", description=__doc__)
     parser.set_defaults(**TRAINING_DEFAULTS)
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
     if not args.overwrite_output_dir:
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_teacher(args.size, len(tokenizer), args.block_size, tokenizer.eos_token_id)
     trainer = Trainer(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.validation,
                       **trainer_evaluation(data.tokens_per_byte))
-    trainer.model_accepts_loss_kwargs = False  # full blocks: the plain mean is exact (see training.evaluation)
+    # Full blocks: the plain mean is exact (see fiftynet.training.evaluation).
+    trainer.model_accepts_loss_kwargs = False
     started = time.perf_counter()
     trainer.train()
     wall_seconds = time.perf_counter() - started

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet.configuration_fiftynet import MIXERS
 from modeling_fiftynet.modeling_fiftynet import (
     FiftyNetAdaptiveSpectralMixer,
     FiftyNetFourierFilter,
@@ -26,7 +27,8 @@ from modeling_fiftynet.modeling_fiftynet import (
 from modeling_fiftynet.spectral_ops import frequency_response_to_kernel
 
 
-SPECTRAL_MIXERS = ("spectral_conv", "nfo", "fftnet")
+# The mixers a conversion can put in place of attention (the mixer table's `convertible` column).
+SPECTRAL_MIXERS = tuple(name for name, spec in MIXERS.items() if spec.convertible)
 SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
 
 logger = logging.getLogger(__name__)

@@ -16,9 +16,11 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers import PreTrainedConfig
 
+from modeling_fiftynet.configuration_fiftynet import MIXERS
+
 
 CARD_RECORD_FILE = "fiftynet_card.json"
-SPECTRAL_MIXERS = ("spectral_conv", "nfo", "fftnet", "fnet")
+SPECTRAL_MIXERS = tuple(name for name, spec in MIXERS.items() if spec.spectral)
 
 
 @dataclass
@@ -69,24 +71,13 @@ def layer_ranges(mixer_types: list[str]) -> str:
 
 
 def _mixer_details(config: PreTrainedConfig) -> list[str]:
-    """One line per kind of mixer in the stack, with the sizes that matter for it."""
-    descriptions = {
-        "spectral_conv": f"gated causal long convolution (FFT in float32, padded to 2L), {config.filter_state_size} "
-                         f"complex modes per channel (the decoding state), short convolution of "
-                         f"{config.short_conv_size} tokens",
-        "nfo": f"Neural Fourier Operator: a causal filter of {config.fourier_kernel_size} lags from its "
-               f"{config.fourier_modes} lowest learned frequencies",
-        "fftnet": f"causal adaptive spectral filter (FFTNet): {config.adaptive_filter_count} basis filters of "
-                  f"{config.fourier_kernel_size} lags mixed by the running context, modReLU",
-        "attention": f"causal multi-head attention, {config.num_attention_heads} heads "
-                     f"({'with' if config.attention_bias else 'without'} biases)",
-        "fnet": "FNet: Re(FFT2(x)), bidirectional",
+    """One line per kind of mixer in the stack, from the mixer table, with the sizes that matter for it."""
+    fields = {
+        **config.to_dict(),
+        "mixer_biases": " (input and output projections with biases)" if getattr(config, "mixer_bias", False) else "",
+        "attention_biases": "with" if getattr(config, "attention_bias", False) else "without",
     }
-    bias = " (input and output projections with biases)" if getattr(config, "mixer_bias", False) else ""
-    return [
-        f"`{mixer}`: {descriptions[mixer]}{bias if mixer in ('spectral_conv', 'nfo', 'fftnet') else ''}"
-        for mixer in dict.fromkeys(config.mixer_types)
-    ]
+    return [f"`{mixer}`: {MIXERS[mixer].description.format(**fields)}" for mixer in dict.fromkeys(config.mixer_types)]
 
 
 def _context_length(config: PreTrainedConfig) -> str:

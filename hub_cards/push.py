@@ -20,9 +20,8 @@ from transformers import AutoConfig
 from transformers.dynamic_module_utils import get_relative_imports
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-from training.errors import UsageError
-
 from .card import CARD_RECORD_FILE, CardRecord
+from .errors import UsageError
 
 
 # torch.load / pickle formats: they can run code when loaded, so a Hub folder holds safetensors only.

@@ -1,6 +1,7 @@
 """FiftyNet model configuration."""
 
 import os
+from dataclasses import dataclass
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -8,9 +9,51 @@ from transformers import PreTrainedConfig
 from .saving import staged_folder
 
 
-MIXER_TYPES = ("spectral_conv", "nfo", "fftnet", "attention", "fnet")
-# Mixers whose output at position t depends on tokens <= t only; the others are refused by FiftyNetForCausalLM.
-CAUSAL_MIXER_TYPES = ("spectral_conv", "nfo", "fftnet", "attention")
+@dataclass(frozen=True)
+class MixerSpec:
+    """One row of the table of token mixers, read by config validation, the model, model cards, conversion,
+    benchmarks and tests: a new mixer is one class in `modeling_fiftynet.py` and one row here.
+
+    Attributes:
+        name: the value of `mixer_type` / `mixer_types`.
+        class_name: the `nn.Module` in `modeling_fiftynet.py` that implements it.
+        causal: its output at position t depends on tokens <= t only (FiftyNetForCausalLM refuses the others).
+        constant_state: its decoding state has a size that does not grow with the context.
+        spectral: it mixes with FFT-based filters (what a card says of spectral mixers applies to it).
+        convertible: `fiftynet convert` can put it in place of a teacher's attention.
+        description: the model card's line about it, a `str.format` template over the config's fields plus
+            `mixer_biases` and `attention_biases` (see `hub_cards.card`).
+    """
+
+    name: str
+    class_name: str
+    causal: bool
+    constant_state: bool
+    spectral: bool
+    convertible: bool
+    description: str
+
+
+MIXERS = {spec.name: spec for spec in (
+    MixerSpec("spectral_conv", "FiftyNetSpectralConvMixer", causal=True, constant_state=True, spectral=True,
+              convertible=True,
+              description="gated causal long convolution (FFT in float32, padded to 2L), {filter_state_size} complex "
+                          "modes per channel (the decoding state), short convolution of {short_conv_size} tokens"
+                          "{mixer_biases}"),
+    MixerSpec("nfo", "FiftyNetFourierOperatorMixer", causal=True, constant_state=True, spectral=True,
+              convertible=True,
+              description="Neural Fourier Operator: a causal filter of {fourier_kernel_size} lags from its "
+                          "{fourier_modes} lowest learned frequencies{mixer_biases}"),
+    MixerSpec("fftnet", "FiftyNetAdaptiveSpectralMixer", causal=True, constant_state=True, spectral=True,
+              convertible=True,
+              description="causal adaptive spectral filter (FFTNet): {adaptive_filter_count} basis filters of "
+                          "{fourier_kernel_size} lags mixed by the running context, modReLU{mixer_biases}"),
+    MixerSpec("attention", "FiftyNetAttention", causal=True, constant_state=False, spectral=False,
+              convertible=False,
+              description="causal multi-head attention, {num_attention_heads} heads ({attention_biases} biases)"),
+    MixerSpec("fnet", "FiftyNetFNetMixer", causal=False, constant_state=False, spectral=True, convertible=False,
+              description="FNet: Re(FFT2(x)), bidirectional"),
+)}
 POSITION_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "complex_rope")
 MIXER_GATES = ("none", "glu", "phase")
 EMBEDDING_TYPES = ("real", "complex")
@@ -233,7 +276,7 @@ class FiftyNetConfig(PreTrainedConfig):
     def validate_architecture(self):
         """Rejects settings the model cannot be built from, naming the field."""
         for name, value, choices in (
-            ("mixer_type", self.mixer_type, MIXER_TYPES),
+            ("mixer_type", self.mixer_type, tuple(MIXERS)),
             ("mixer_gate", self.mixer_gate, MIXER_GATES),
             ("position_encoding", self.position_encoding, POSITION_ENCODINGS),
             ("embedding_type", self.embedding_type, EMBEDDING_TYPES),
@@ -293,9 +336,9 @@ class FiftyNetConfig(PreTrainedConfig):
             raise ValueError(
                 f"mixer_types lists {len(self.mixer_types)} mixers for num_hidden_layers={self.num_hidden_layers}"
             )
-        unknown = sorted(set(self.mixer_types) - set(MIXER_TYPES))
+        unknown = sorted(set(self.mixer_types) - set(MIXERS))
         if unknown:
-            raise ValueError(f"mixer_types contains {unknown}, not in {MIXER_TYPES}")
+            raise ValueError(f"mixer_types contains {unknown}, not in {tuple(MIXERS)}")
         if "attention" in self.mixer_types:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(
@@ -312,7 +355,7 @@ class FiftyNetConfig(PreTrainedConfig):
     @property
     def is_causal(self) -> bool:
         """Whether every block only looks at past tokens (required by FiftyNetForCausalLM)."""
-        return all(mixer in CAUSAL_MIXER_TYPES for mixer in self.mixer_types)
+        return all(MIXERS[mixer].causal for mixer in self.mixer_types)
 
 
-__all__ = ["FiftyNetConfig"]
+__all__ = ["MIXERS", "FiftyNetConfig", "MixerSpec"]

@@ -2,8 +2,7 @@
 
 import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +13,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.generation import GenerationMode
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache
+from transformers.cache_utils import DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -25,10 +24,12 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.utils import can_return_tuple, logging
 
+from .cache_fiftynet import CACHE_NAME, FiftyNetCache, FiftyNetMixerState, check_extra_kwargs, one_cache
 from .compression import build_compressed_layers
-from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, FiftyNetConfig
+from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, MIXERS, FiftyNetConfig
+from .generation_fiftynet import FiftyNetChunkHeadGenerationMixin
 from .saving import WEIGHT_FILE, staged_folder
 from .spectral_ops import (
     at_least_float32,
@@ -44,18 +45,6 @@ from .spectral_ops import (
 
 logger = logging.get_logger(__name__)
 
-# transformers 5.24 renamed the cache argument of `forward` and the cache field of model outputs from
-# `past_key_values` to `cache`. `generate` passes the cache to the model, and reads it back from the outputs, under the
-# name the output classes declare, so the running release's output classes tell which name to write. `forward`
-# accepts both.
-CACHE_NAME = "cache" if "cache" in {field.name for field in fields(CausalLMOutputWithPast)} else "past_key_values"
-
-# Keyword arguments that transformers passes to every model and that FiftyNet accepts without using: the loss
-# normaliser of gradient accumulation is given to the loss; `output_attentions` may only ask for no attention weights.
-# Anything else is refused by name, so that an argument renamed in a later release fails instead of being dropped.
-ACCEPTED_EXTRA_KWARGS = ("num_items_in_batch", "output_attentions")
-
-
 # Top-level modules of FiftyNetModel: checkpoint weights under them belong to the backbone.
 BACKBONE_MODULES = ("embed_tokens", "embed_positions", "layers", "norm")
 PICKLED_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -65,200 +54,10 @@ def _as_list(token_ids: int | list[int] | None) -> list[int]:
     return [] if token_ids is None else token_ids if isinstance(token_ids, list) else [token_ids]
 
 
-def check_extra_kwargs(method: str, kwargs: dict) -> None:
-    """Raises for keyword arguments `method` does not take, and for `output_attentions=True`."""
-    unknown = sorted(set(kwargs) - set(ACCEPTED_EXTRA_KWARGS))
-    if unknown:
-        raise TypeError(f"{method}() got unexpected keyword argument(s) {', '.join(unknown)}")
-    if kwargs.get("output_attentions"):
-        raise ValueError("output_attentions=True is not supported: FiftyNet's mixers return no attention weights")
-
-
-def one_cache(cache: "FiftyNetCache | None", past_key_values: "FiftyNetCache | None") -> "FiftyNetCache | None":
-    """The cache passed as `cache` or as `past_key_values` (its name before transformers 5.24)."""
-    if cache is not None and past_key_values is not None and cache is not past_key_values:
-        raise ValueError("Pass the cache once, as `cache` or as `past_key_values`, not two different ones.")
-    return cache if cache is not None else past_key_values
-
-
 def is_tracing() -> bool:
     """Whether torch.compile, torch.export or the JIT tracer is capturing this call: checks that read tensor values
     are skipped then, since their values are unknown while tracing."""
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
-
-
-class FiftyNetMixerState:
-    """Recurrent state of one block's token mixer: what a new token needs from the past.
-
-    The mixer of the block decides what it keeps in `tensors` (all batch-first, so beam search can reorder them):
-    - `"spectral_conv"`: `conv_inputs` `(batch, 3 * hidden_size, short_conv_size - 1)`, the last inputs of the short
-      convolution, and `filter_state` `(batch, hidden_size, filter_state_size)` complex, the modes of the filter.
-    - `"nfo"` / `"fftnet"`: `filter_inputs` `(batch, hidden_size, fourier_kernel_size - 1)`, the inputs the finite
-      filter still reaches; `"fftnet"` also `context_sum` `(batch, hidden_size)` and `context_count` `(batch, 1)`.
-    - `"attention"`: `keys` and `values` `(batch, heads, past_len, head_dim)`.
-    Only attention's state grows with the context.
-
-    Rolling back. A state summarises the past, so it cannot forget tokens by itself. After `activate_past_recording()`
-    (as transformers' assisted generation calls it), each forward call also keeps, for every tensor it updates, a
-    `replay(kept)` that rebuilds the tensor as if only the first `kept` tokens of that call had been seen. `crop` then
-    removes any number of the tokens fed since recording started or since the last crop, over any number of calls,
-    exactly: what speculative decoding needs to reject drafted tokens. A crop keeps the replays of the call it cut
-    into and forgets older ones, so the memory held is that of the calls between two crops (a draft), not of the
-    context. Setting `record_past = False` forgets them too.
-    """
-
-    is_compileable = False
-    is_sliding = False
-    supports_early_init = False
-
-    def __init__(self):
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.seq_length = 0
-        self._record_past = False
-        # Replays recorded during the current call, and the calls that can still be undone, oldest first, with
-        # their token counts.
-        self._pending_replays: dict[str, Callable[[int], torch.Tensor]] = {}
-        self._recorded_calls: list[tuple[int, dict[str, Callable[[int], torch.Tensor]]]] = []
-
-    @property
-    def record_past(self) -> bool:
-        return self._record_past
-
-    @record_past.setter
-    def record_past(self, value: bool) -> None:
-        # transformers turns recording off by setting this attribute when it hands a cache back.
-        self._record_past = value
-        if not value:
-            self._pending_replays, self._recorded_calls = {}, []
-
-    @property
-    def is_initialized(self) -> bool:
-        return bool(self.tensors)
-
-    @property
-    def is_croppable(self) -> bool:
-        return self.record_past
-
-    def get_seq_length(self) -> int:
-        return self.seq_length
-
-    def get_max_length(self) -> int:
-        return -1
-
-    def store(self, name: str, value: torch.Tensor, replay: Callable[[int], torch.Tensor]) -> None:
-        """Sets `tensors[name] = value`; `replay(kept)` gives the value after only the first `kept` tokens of this
-        call (kept only while recording the past)."""
-        self.tensors[name] = value
-        if self.record_past:
-            self._pending_replays[name] = replay
-
-    def store_window(self, name: str, extended: torch.Tensor, size: int) -> None:
-        """Keeps the last `size` positions of `extended` (the previous window followed by this call's tokens, on the
-        last dimension) as `tensors[name]`."""
-        def window(kept: int) -> torch.Tensor:
-            # A copy: a view would keep all of `extended` (as long as the prompt, after a prefill) alive.
-            return extended[..., kept : kept + size].clone()
-
-        self.store(name, window(extended.shape[-1] - size), replay=window)
-
-    def advance(self, num_tokens: int) -> None:
-        """Counts the `num_tokens` tokens of the call that just updated the state."""
-        self.seq_length += num_tokens
-        if self.record_past:
-            self._recorded_calls.append((num_tokens, self._pending_replays))
-        self._pending_replays = {}
-
-    def activate_past_recording(self) -> None:
-        self.record_past = True
-
-    def crop(self, tokens_to_remove: int) -> None:
-        """Forgets the last `-tokens_to_remove` tokens (a negative count, as in transformers' caches; a positive value
-        is the length to keep, as in older releases). Only tokens fed while recording the past, since recording
-        started or since the last crop, can be removed; a crop of 0 tokens keeps everything and forgets the replays."""
-        tokens_to_remove = int(tokens_to_remove)  # older transformers releases pass a 0-d tensor
-        remove = -tokens_to_remove if tokens_to_remove <= 0 else max(self.seq_length - tokens_to_remove, 0)
-        if remove and not self.record_past:
-            raise ValueError(
-                "A FiftyNet state summarises the whole past and forgets tokens only while it records the past: call "
-                "`cache.activate_past_recording()` before the forward calls whose tokens you may remove."
-            )
-        recorded = sum(length for length, _ in self._recorded_calls)
-        if remove > recorded:
-            raise ValueError(
-                f"Cannot remove {remove} token(s): only the {recorded} token(s) fed since recording started or since "
-                "the last crop can be removed from a FiftyNet state."
-            )
-        self.seq_length -= remove
-        cut_into = []  # the call the crop ends in, which can still be cut further; older calls are forgotten
-        while remove:
-            length, replays = self._recorded_calls.pop()
-            kept = max(length - remove, 0)
-            remove -= length - kept
-            self.tensors.update({name: replay(kept) for name, replay in replays.items()})
-            if kept:
-                cut_into = [(kept, replays)]
-        self._recorded_calls = cut_into
-
-    def _apply_to_states(self, fn) -> None:
-        self.tensors = {name: fn(tensor) for name, tensor in self.tensors.items()}
-        # Recorded replays refer to the old batch order.
-        self._recorded_calls = []
-
-    def reset(self) -> None:
-        self.tensors = {}
-        self.seq_length = 0
-        self._pending_replays, self._recorded_calls = {}, []
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        self._apply_to_states(lambda state: state.index_select(0, beam_idx.to(state.device)))
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._apply_to_states(lambda state: state[indices])
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self._apply_to_states(lambda state: state.repeat_interleave(repeats, dim=0))
-
-
-class FiftyNetCache(Cache):
-    """Cache of a FiftyNet model: one [`FiftyNetMixerState`] per layer.
-
-    For the spectral mixers a decoding step costs the same whatever the length of the context: the modal filters
-    carry the past exactly in their modes, and the finite Fourier filters only reach `fourier_kernel_size` tokens back.
-    """
-
-    def __init__(self, config: FiftyNetConfig):
-        super().__init__(layers=[FiftyNetMixerState() for _ in range(config.num_hidden_layers)])
-        # What the states' kinds and shapes depend on, to refuse this cache to a model it was not made for.
-        self.architecture = cache_architecture(config)
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        """Number of tokens the state has consumed."""
-        return self.layers[layer_idx].get_seq_length()
-
-    def check_fits(self, config: FiftyNetConfig, batch_size: int) -> None:
-        """Raises a `ValueError` naming the difference if this cache was made for another architecture or batch."""
-        expected = cache_architecture(config)
-        if self.architecture != expected:
-            raise ValueError(
-                f"This cache was made for another FiftyNet ({self.architecture}), not this one ({expected}): pass "
-                "the cache this model returned."
-            )
-        for layer, state in enumerate(self.layers):
-            cached = next(iter(state.tensors.values()), None)
-            if cached is not None and cached.shape[0] != batch_size:
-                raise ValueError(
-                    f"The cache holds {cached.shape[0]} sequence(s) (layer {layer}) but the inputs have {batch_size}."
-                )
-
-
-def cache_architecture(config: FiftyNetConfig) -> dict:
-    """The config fields that decide what a cache's states are: their mixers (those of the layers that run, fewer for
-    early exit) and sizes."""
-    return {
-        "mixer_types": list(config.mixer_types[: config.num_hidden_layers]),
-        **{name: getattr(config, name) for name in
-           ("hidden_size", "filter_state_size", "short_conv_size", "fourier_kernel_size", "num_attention_heads")},
-    }
 
 
 class FiftyNetRMSNorm(nn.Module):
@@ -315,9 +114,11 @@ class FiftyNetModalFilter(nn.Module):
         super().__init__()
         shape = (config.hidden_size, config.filter_state_size)
         self.decay_range = (config.filter_decay_min, config.filter_decay_max)
-        self.log_decay = nn.Parameter(torch.empty(shape))
-        self.frequency = nn.Parameter(torch.empty(shape))
-        self.residues = nn.Parameter(torch.empty(*shape, 2))
+        # float32 whatever the default dtype (`from_config(..., dtype=torch.bfloat16)` builds under it), as
+        # `_keep_in_fp32_modules_strict` declares and `from_pretrained` keeps.
+        self.log_decay = nn.Parameter(torch.empty(shape, dtype=torch.float32))
+        self.frequency = nn.Parameter(torch.empty(shape, dtype=torch.float32))
+        self.residues = nn.Parameter(torch.empty(*shape, 2, dtype=torch.float32))
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -390,7 +191,10 @@ class FiftyNetFourierFilter(nn.Module):
     def __init__(self, config: FiftyNetConfig, num_filters: int = 1):
         super().__init__()
         self.kernel_size = config.fourier_kernel_size
-        self.coefficients = nn.Parameter(torch.empty(num_filters, config.hidden_size, config.fourier_modes, 2))
+        # float32 whatever the default dtype, as for FiftyNetModalFilter.
+        self.coefficients = nn.Parameter(
+            torch.empty(num_filters, config.hidden_size, config.fourier_modes, 2, dtype=torch.float32)
+        )
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -648,7 +452,7 @@ class FiftyNetAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
-        state: FiftyNetMixerState | None = None,
+        state: DynamicLayer | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
@@ -656,7 +460,8 @@ class FiftyNetAttention(nn.Module):
         Args:
             hidden_states: `(batch, seq_len, hidden_size)`.
             padding_mask: unused (the 2D `attention_mask` covers the past keys too).
-            state: the key/value cache of this layer, extended by `seq_len` tokens; None without a cache.
+            state: the key/value cache of this layer (transformers' `DynamicLayer`), extended by `seq_len` tokens;
+                None without a cache.
             attention_mask: `(batch, past_len + seq_len)` padding mask, 1 for tokens and 0 for pads; None when there
                 are no pads.
             position_ids: `(batch, seq_len)` positions for the rotary embedding (`position_encoding="rope"`).
@@ -673,14 +478,10 @@ class FiftyNetAttention(nn.Module):
             angles = rotary_angles(position_ids, self.head_dim // 2, self.rotary_base)[:, None]
             query, key = rotate_pairs(query, angles), rotate_pairs(key, angles)
         # Whether there is a past is known without reading its length, which torch.compile may make symbolic.
-        has_past = state is not None and "keys" in state.tensors
-        past_len = state.tensors["keys"].shape[2] if has_past else 0
-        if has_past:
-            key = torch.cat([state.tensors["keys"], key], dim=2)
-            value = torch.cat([state.tensors["values"], value], dim=2)
+        has_past = state is not None and state.is_initialized
+        past_len = state.keys.shape[2] if has_past else 0
         if state is not None:
-            for name, cached in (("keys", key), ("values", value)):
-                state.store(name, cached, replay=lambda kept, cached=cached: cached[:, :, : past_len + kept])
+            key, value = state.update(key, value)
 
         mask = self._mask(attention_mask, has_past, past_len, seq_len, hidden_states.device)
         attended = F.scaled_dot_product_attention(
@@ -761,13 +562,9 @@ class FiftyNetMixerGate(nn.Module):
         return rotate_pairs(mixer_output * torch.sigmoid(magnitude).repeat_interleave(2, dim=-1), angle)
 
 
-MIXER_CLASSES = {
-    "spectral_conv": FiftyNetSpectralConvMixer,
-    "nfo": FiftyNetFourierOperatorMixer,
-    "fftnet": FiftyNetAdaptiveSpectralMixer,
-    "attention": FiftyNetAttention,
-    "fnet": FiftyNetFNetMixer,
-}
+def mixer_class(mixer_type: str) -> type[nn.Module]:
+    """The class of a row of the mixer table (`configuration_fiftynet.MIXERS`), defined in this file."""
+    return globals()[MIXERS[mixer_type].class_name]
 
 
 class FiftyNetChunkHead(nn.Module):
@@ -809,24 +606,6 @@ class FiftyNetCausalLMOutputWithPast(CausalLMOutputWithPast):
     chunk_loss: torch.FloatTensor | None = None
 
 
-@dataclass
-class FiftyNetChunkGenerateOutput(ModelOutput):
-    r"""
-    What [`FiftyNetForCausalLM.generate_with_chunk_head`] returns with `return_dict_in_generate=True`.
-
-    sequences (`torch.LongTensor` of shape `(batch, prompt_len + new_tokens)`):
-        The prompts followed by the generated tokens, as greedy `generate()` gives them.
-    forward_passes (`int`):
-        Model calls made, the prefill included; greedy decoding makes one per new token.
-    accepted_drafts (`int`):
-        Drafted tokens that verification kept.
-    """
-
-    sequences: torch.LongTensor | None = None
-    forward_passes: int | None = None
-    accepted_drafts: int | None = None
-
-
 class FiftyNetBlock(GradientCheckpointingLayer):
     """Pre-norm residual block: `x + gate(mixer(norm(x)))`, then `x + mlp(norm(x))`; the mixer is
     `config.mixer_types[layer_idx]`."""
@@ -835,7 +614,7 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         super().__init__()
         self.layer_idx = layer_idx
         self.mixer_norm = build_norm(config)
-        self.mixer = MIXER_CLASSES[config.mixer_types[layer_idx]](config)
+        self.mixer = mixer_class(config.mixer_types[layer_idx])(config)
         self.mixer_gate = FiftyNetMixerGate(config) if config.mixer_gate != "none" else None
         self.mlp_norm = build_norm(config)
         self.mlp = FiftyNetMLP(config)
@@ -866,7 +645,7 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         )
         if self.mixer_gate is not None:
             mixed = self.mixer_gate(normed, mixed)
-        if state is not None:
+        if isinstance(state, FiftyNetMixerState):  # transformers' own layers count their tokens themselves
             state.advance(hidden_states.shape[1])
         hidden_states = hidden_states + mixed
         return hidden_states + self.mlp(self.mlp_norm(hidden_states))
@@ -898,8 +677,8 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
           error instead of a warning followed by random weights. A head the checkpoint never had (a new task head)
           may still be missing, as usual.
         - Backbone weights the model has no place for (e.g. a checkpoint with more layers than the config), and
-          weights whose shape differs from the config's (unless `ignore_mismatched_sizes=True`), are an error
-          instead of being dropped or reported in a table. Another head's weights (an LM head when loading a
+          weights whose shape differs from the config's (unless `ignore_mismatched_sizes=True`; a `RuntimeError`,
+          as transformers raises), are an error instead of being dropped or reported in a table. Another head's weights (an LM head when loading a
           classifier) are not.
         """
         if kwargs.get("use_safetensors") is False:
@@ -933,7 +712,8 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             for key in ([] if tolerate_mismatches else loading_info.get("mismatched_keys", []))
         )
         if mismatched:
-            raise ValueError(
+            # A RuntimeError, as transformers raises for weights of another size.
+            raise RuntimeError(
                 f"{len(mismatched)} weight(s) of {pretrained_model_name_or_path} do not have the shape its config "
                 f"describes, e.g. {', '.join(mismatched[:3])}. Does the config match the weights (e.g. vocab_size, "
                 "hidden_size)?"
@@ -988,7 +768,7 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
         """Raises if the config was changed after the model was built in a way the weights do not follow (a saved
         folder would not load)."""
         backbone = self if isinstance(self, FiftyNetModel) else self.model
-        built = [next(name for name, cls in MIXER_CLASSES.items() if type(layer.mixer) is cls)
+        built = [next(name for name, spec in MIXERS.items() if type(layer.mixer).__name__ == spec.class_name)
                  for layer in backbone.layers]
         described = {
             "mixer_types": (self.config.mixer_types, built),
@@ -1012,7 +792,8 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
                 size = -(-new_num_tokens // pad_to_multiple_of) * pad_to_multiple_of
             outside = [
                 f"{name}={token_id}"
-                for source in (self.config, self.generation_config)
+                # Only models that generate have a generation config.
+                for source in (self.config, getattr(self, "generation_config", None))
                 for name in BYTE_SPECIAL_TOKEN_IDS
                 for token_id in _as_list(getattr(source, name, None))
                 if token_id >= size
@@ -1055,7 +836,7 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
         # GPT-2's scaled init of the projections that write into the residual stream (two per block; FNet has none).
-        if isinstance(module, (FiftyNetMLP, *MIXER_CLASSES.values())):
+        if isinstance(module, (FiftyNetMLP, *map(mixer_class, MIXERS))):
             output = module.down_proj if isinstance(module, FiftyNetMLP) else getattr(module, "out_proj", None)
             if output is not None:
                 init.normal_(output.weight, mean=0.0, std=std / math.sqrt(2 * self.config.num_hidden_layers))
@@ -1328,7 +1109,7 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         return positions.clamp(min=0)[:, -seq_len:]
 
 
-class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
+class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMixin, GenerationMixin):
     """FiftyNet with a language-modelling head (tied to the input embeddings by default)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -1348,6 +1129,14 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
             self._keys_to_ignore_on_save = ["lm_head.weight"]
         self.post_init()
 
+    # What FiftyNet still takes from transformers' private API, tested under every admitted release (5.17.0, 5.18.0,
+    # 5.19.0, 5.20.2, 5.21.1, 5.22.2, 5.23.0, 5.24.0, 5.25.0 by .ci/run):
+    # - `_supports_default_dynamic_cache` and `_prepare_cache_for_generation` (overridden below): `generate()` builds
+    #   a FiftyNetCache, whose spectral layers transformers' `DynamicCache(config)` cannot build (see
+    #   docs/design_cache.md);
+    # - `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES` / `MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES` (end of this file),
+    #   which the Trainer (label smoothing) and the pipelines read by class name, and which `AutoModel*.register`
+    #   does not fill.
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
         # `generate` must not build a key/value cache: it gets a FiftyNetCache from the method below.
@@ -1396,6 +1185,9 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         Args:
             labels: `(batch, seq_len)` next-token targets, shifted inside the model (`labels = input_ids` works);
                 -100 is ignored. With a chunk head, they also give its `chunk_loss` (`loss` stays the LM loss).
+            shift_labels (keyword): `(batch, seq_len)` targets already shifted (`shift_labels[:, t]` is the token after
+                position t), as transformers' context- and sequence-parallel training passes them; they replace the
+                shifted `labels`, which must be given too (they decide that a loss is computed).
             logits_to_keep: compute logits for the last `logits_to_keep` positions only (0: all), or for the given
                 indices.
             output_chunk_logits: also return the chunk head's draft logits for the kept positions.
@@ -1406,7 +1198,10 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         Returns:
             [`FiftyNetCausalLMOutputWithPast`] with `logits` of shape `(batch, seq_len or logits_to_keep, vocab_size)`.
         """
-        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs)
+        # `shift_labels` is a keyword, not a parameter: the Trainer takes every parameter named like a label for one
+        # that each batch must carry.
+        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs, also=("shift_labels",))
+        shift_labels = kwargs.get("shift_labels")
         if output_chunk_logits and self.chunk_head is None:
             raise ValueError("output_chunk_logits=True, but this model has no chunk head (config.chunk_head_size=0)")
         outputs = self.model(
@@ -1423,21 +1218,24 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states[:, kept, :])
 
         loss = chunk_logits = chunk_loss = None
+        if shift_labels is not None and labels is None:
+            raise ValueError("shift_labels replaces the shifted labels: pass labels too (e.g. labels=input_ids)")
         if labels is not None:
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.vocab_size,
-                num_items_in_batch=kwargs.get("num_items_in_batch"),
+                num_items_in_batch=kwargs.get("num_items_in_batch"), shift_labels=shift_labels,
             )
         if self.chunk_head is not None and (output_chunk_logits or labels is not None):
             chunk_logits = self.chunk_head(hidden_states[:, kept, :], self.lm_head)
         if self.chunk_head is not None and labels is not None:
-            # Draft j at position t predicts labels[t + 1 + j]: the LM loss, with the labels moved j further left
-            # (each draft averaged over its own targets).
+            # Draft j at position t predicts labels[t + 1 + j] (shift_labels[t + j]): the LM loss, with the targets
+            # moved j further left (each draft averaged over its own targets).
             chunk_loss = torch.stack([
                 self.loss_function(
                     logits=chunk_logits[:, : labels.shape[1] - draft, draft - 1].contiguous(),
                     labels=labels[:, draft:],
                     vocab_size=self.config.vocab_size,
+                    shift_labels=None if shift_labels is None else shift_labels[:, draft:].contiguous(),
                 )
                 for draft in range(1, self.config.chunk_head_size + 1)
             ]).mean()
@@ -1450,97 +1248,6 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, GenerationMixin):
             chunk_loss=chunk_loss,
             **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
         )
-
-    @torch.no_grad()
-    def generate_with_chunk_head(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int = 20,
-        eos_token_id: int | list[int] | None = None,
-        pad_token_id: int | None = None,
-        return_dict_in_generate: bool = False,
-    ) -> torch.LongTensor | FiftyNetChunkGenerateOutput:
-        """Greedy decoding sped up by the chunk head (self-speculative decoding): each step feeds the next token and
-        the head's `chunk_head_size` drafts in one forward pass, keeps the drafts the model itself would have picked,
-        and rolls the cache back over the others (see [`FiftyNetMixerState`]). The kept tokens are those of greedy
-        `generate()` whatever the drafts; good drafts only mean fewer forward passes.
-
-        In a batch, every row keeps the drafts that all unfinished rows accept, so the rows stay aligned.
-
-        Args:
-            input_ids: `(batch, prompt_len)` prompts (left-padded in a batch, with `attention_mask`).
-            attention_mask: `(batch, prompt_len)`, 1 for tokens and 0 for padding.
-            max_new_tokens: number of tokens to generate (fewer if every row ends).
-            eos_token_id / pad_token_id: end-of-sequence id(s), and the id that fills a row after its end; default
-                to the generation config's.
-            return_dict_in_generate: return a [`FiftyNetChunkGenerateOutput`] with the number of forward passes
-                and accepted drafts instead of the sequences alone.
-
-        Returns:
-            `(batch, prompt_len + new_tokens)` token ids, or a [`FiftyNetChunkGenerateOutput`].
-        """
-        if self.chunk_head is None:
-            raise ValueError(
-                "generate_with_chunk_head drafts with the chunk head, but this model has no chunk head "
-                "(config.chunk_head_size=0); train one with `fiftynet chunk-head`."
-            )
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        eos_token_id = self.generation_config.eos_token_id if eos_token_id is None else eos_token_id
-        pad_token_id = self.generation_config.pad_token_id if pad_token_id is None else pad_token_id
-        eos_ids = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else eos_token_id or [],
-                               dtype=torch.long, device=input_ids.device)
-        if len(eos_ids) and pad_token_id is None:
-            raise ValueError("pad_token_id is needed to fill the rows that end before the others")
-
-        cache = FiftyNetCache(self.config)
-        outputs = self(input_ids, attention_mask=attention_mask, cache=cache, use_cache=True, logits_to_keep=1,
-                       output_chunk_logits=True)
-        # Recording starts after the prefill, whose tokens are never rolled back.
-        cache.activate_past_recording()
-        drafts = outputs.chunk_logits[:, -1].argmax(-1)
-        verified = [outputs.logits[:, -1].argmax(-1)]  # greedy's next tokens, not yet appended
-        new_tokens, unfinished = [], torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        forward_passes, accepted_drafts = 1, 0
-        while True:
-            for token in verified:
-                if pad_token_id is not None:
-                    token = token.masked_fill(~unfinished, pad_token_id)
-                new_tokens.append(token)
-                unfinished &= ~torch.isin(token, eos_ids)
-                if len(new_tokens) == max_new_tokens or not unfinished.any():
-                    break
-            if len(new_tokens) == max_new_tokens or not unfinished.any():
-                break
-            # Drafts past the last token asked for would be wasted (and could pass learned positions' limit).
-            drafts = drafts[:, : max_new_tokens - len(new_tokens) - 1]
-            candidates = torch.cat([new_tokens[-1][:, None], drafts], dim=1)
-            if attention_mask is not None:
-                attention_mask = torch.cat([attention_mask, attention_mask.new_ones(candidates.shape)], dim=1)
-            # The drafts are needed at one position only (after the last accepted token), so the head runs there
-            # alone: drafting from every candidate would cost chunk_head_size LM-head products per candidate.
-            outputs = self(candidates, attention_mask=attention_mask, cache=cache, use_cache=True,
-                           output_hidden_states=True)
-            forward_passes += 1
-            # predicted[:, i] is greedy's token after candidates[:, : i + 1]; rows that ended accept anything.
-            predicted = outputs.logits.argmax(-1)
-            agrees = (predicted[:, :-1] == drafts) | ~unfinished[:, None]
-            accepted = int(agrees.long().cumprod(dim=1).sum(dim=1).min())
-            rejected = drafts.shape[1] - accepted
-            cache.crop(-rejected)
-            if attention_mask is not None:
-                attention_mask = attention_mask[:, : attention_mask.shape[1] - rejected]
-            accepted_drafts += accepted
-            verified = [*drafts[:, :accepted].unbind(1), predicted[:, accepted]]
-            drafts = self.chunk_head(outputs.hidden_states[-1][:, accepted, None], self.lm_head)[:, 0].argmax(-1)
-
-        sequences = torch.cat([input_ids, torch.stack(new_tokens, dim=1)], dim=1)
-        if return_dict_in_generate:
-            return FiftyNetChunkGenerateOutput(
-                sequences=sequences, forward_passes=forward_passes, accepted_drafts=accepted_drafts
-            )
-        return sequences
 
 
 class FiftyNetForSequenceClassification(FiftyNetPreTrainedModel):

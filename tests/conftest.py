@@ -11,7 +11,9 @@ import textwrap
 from pathlib import Path
 
 
-PROJECT_PACKAGES = ("modeling_fiftynet", "training", "conversion", "hub_cards")
+# What `pip install` puts in site-packages (see pyproject.toml), and the folders' bare names, which the repository root
+# on `sys.path` would make importable.
+PROJECT_PACKAGES = ("fiftynet", "modeling_fiftynet", "training", "conversion", "hub_cards")
 
 # `python -I` already leaves the working directory and PYTHONPATH off `sys.path`, but an editable install still makes
 # the project importable from site-packages; a finder placed first on `sys.meta_path` refuses it before any other.

@@ -6,8 +6,8 @@ import sys
 import huggingface_hub
 import pytest
 
+from fiftynet.training import cli
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training import cli
 
 
 # --set comes last, so that a test can append more fields to it.
@@ -84,7 +84,7 @@ def test_resume_without_checkpoint(tmp_path, text_file, capsys):
 
 
 def test_exit_code_and_message_from_the_installed_command(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "training.train", "--data", str(tmp_path / "missing.txt")],
+    result = subprocess.run([sys.executable, "-m", "fiftynet.training.train", "--data", str(tmp_path / "missing.txt")],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == f"fiftynet train: error: {tmp_path / 'missing.txt'}: no such file or folder"

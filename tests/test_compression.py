@@ -10,7 +10,8 @@ from conftest import run_isolated
 from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from conversion.compress import compressed_copy, finetune, peak_memory_bytes
+from fiftynet.conversion.compress import compressed_copy, finetune, peak_memory_bytes
+from fiftynet.training.cli import main as cli_main
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.compression import (
     Int8Linear,
@@ -22,7 +23,6 @@ from modeling_fiftynet.compression import (
     idct,
     polar_quantize,
 )
-from training.cli import main as cli_main
 
 
 def random_weight(out_features: int = 48, in_features: int = 40) -> torch.Tensor:

@@ -1,13 +1,13 @@
-"""`python -m benchmarks.conversion` at a tiny size: a teacher trained by `conversion.teacher`, the all-spectral and
-hybrid conversions, the control, and a report whose numbers are the runs' own. How good the conversion is at this
-size is never asserted; docs/conversion.md has the measured run."""
+"""`python -m benchmarks.conversion` at a tiny size: a teacher trained by `fiftynet.conversion.teacher`, the
+all-spectral and hybrid conversions, the control, and a report whose numbers are the runs' own. How good the
+conversion is at this size is never asserted; docs/conversion.md has the measured run."""
 
 import json
 
 import pytest
 
 from benchmarks import conversion as benchmark
-from training.corpus import load_corpus
+from fiftynet.training.corpus import load_corpus
 
 
 @pytest.mark.benchmark

@@ -9,23 +9,23 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from conversion.convert import layer_importance, silence_mixers
-from conversion.distill import DistillationTrainer, LayerwiseDistillation
-from conversion.teacher import build_teacher
-from conversion.transplant import (
+from fiftynet.conversion.convert import layer_importance, silence_mixers
+from fiftynet.conversion.distill import DistillationTrainer, LayerwiseDistillation
+from fiftynet.conversion.teacher import build_teacher
+from fiftynet.conversion.transplant import (
     attention_by_distance,
     fit_filter,
     fit_filter_to_outputs,
     spectral_init,
     transplant_gpt2,
 )
+from fiftynet.training import cli, evaluation
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.tokenizer import train_bpe
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.modeling_fiftynet import FiftyNetFourierFilter, FiftyNetModalFilter
 from modeling_fiftynet.spectral_ops import fft_causal_conv
 from test_cli_errors import fails_with
-from training import cli, evaluation
-from training.corpus import load_corpus
-from training.tokenizer import train_bpe
 
 
 def tiny_gpt2(seed: int = 0, **overrides) -> GPT2LMHeadModel:

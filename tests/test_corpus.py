@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from training.build_corpus import MAX_TOTAL_BYTES, parse_chapters
-from training.corpus import CORPUS_DIR, CORPUS_NAME, SPLITS, corpus_files, load_corpus
+from fiftynet.training.build_corpus import MAX_TOTAL_BYTES, parse_chapters
+from fiftynet.training.corpus import CORPUS_DIR, CORPUS_NAME, SPLITS, corpus_files, load_corpus
 
 
 CHAPTER_HEADER = re.compile(r"(\d )?[A-Z][A-Za-z ]+ \d+")

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file
 from test_modeling import tiny_model
 
-from conversion.compress import compressed_copy
+from fiftynet.conversion.compress import compressed_copy
+from fiftynet.training.corpus import load_corpus
 from modeling_fiftynet import FiftyNetByteTokenizer
-from training.corpus import load_corpus
 
 
 def free_port() -> int:
@@ -52,7 +52,7 @@ def saved_kinds(root: Path) -> dict[str, list[str]]:
 
 RUN_EVERY_KIND = """
 import json, sys
-from training import train
+from fiftynet.training import train
 
 common, kinds, root = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 for name, arguments in kinds.items():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from fiftynet.training import cli, evaluation
+from fiftynet.training.corpus import load_corpus
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training import cli, evaluation
-from training.corpus import load_corpus
 from test_cli_errors import fails_with
 
 

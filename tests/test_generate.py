@@ -2,8 +2,8 @@
 
 import torch
 
+from fiftynet.training import cli
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training import cli
 
 
 def test_generate_streams_the_greedy_continuation(tmp_path, capsys):

@@ -4,7 +4,7 @@ the card record the commands write next to the weights, and how a card names the
 import pytest
 from huggingface_hub import ModelCard
 
-from hub_cards.card import (
+from fiftynet.hub_cards.card import (
     CARD_RECORD_FILE,
     CardRecord,
     Measurement,

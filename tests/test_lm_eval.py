@@ -19,8 +19,8 @@ from lm_eval.tasks import TaskManager
 
 from benchmarks import lm_eval_compare
 from benchmarks.lm_eval_tasks import build
+from fiftynet.training.corpus import load_corpus
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training.corpus import load_corpus
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

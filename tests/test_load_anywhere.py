@@ -18,13 +18,13 @@ from safetensors.torch import load_file, save_file
 from test_modeling import assert_same_logits
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel, TrainerCallback
 
-from conversion import compress, convert
-from conversion.teacher import build_teacher
-from hub_cards.card import CardRecord
+from fiftynet.conversion import compress, convert
+from fiftynet.conversion.teacher import build_teacher
+from fiftynet.hub_cards.card import CardRecord
+from fiftynet.training import train
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.tokenizer import train_bpe
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetForCausalLM
-from training import train
-from training.corpus import load_corpus
-from training.tokenizer import train_bpe
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

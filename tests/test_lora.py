@@ -7,9 +7,9 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from fiftynet.training import cli
+from fiftynet.training.corpus import load_corpus
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training import cli
-from training.corpus import load_corpus
 
 
 def test_lora_fine_tunes_saves_reloads_merges_and_generates(tmp_path, capsys):

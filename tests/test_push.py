@@ -11,9 +11,9 @@ import torch
 from conftest import run_isolated
 from huggingface_hub import CommitInfo, HfApi, ModelCard, constants
 
-from hub_cards.card import CardRecord, Measurement
+from fiftynet.hub_cards.card import CardRecord, Measurement
+from fiftynet.training import cli
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training import cli
 
 
 REPO_ID = "alice/tiny-fiftynet"

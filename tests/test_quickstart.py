@@ -5,7 +5,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from training import cli
+from fiftynet.training import cli
 
 
 def test_quickstart_trains_saves_reloads_and_samples(tmp_path, capsys):

@@ -7,9 +7,9 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
+from fiftynet.training import cli, train
+from fiftynet.training.corpus import load_corpus
 from modeling_fiftynet import FiftyNetConfig
-from training import cli, train
-from training.corpus import load_corpus
 
 
 # A model and run small enough for seconds on two CPU cores.

@@ -13,14 +13,14 @@ from test_modeling import tiny_config, tiny_model
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LabelSmoother
 
+from fiftynet.training import chunk_head, cli, train
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.errors import UsageError
 from modeling_fiftynet import (
     FiftyNetByteTokenizer,
     FiftyNetForCausalLM,
     FiftyNetForSequenceClassification,
 )
-from training import chunk_head, cli, train
-from training.corpus import load_corpus
-from training.errors import UsageError
 
 # --set comes last, so that a test can append more fields to it.
 TINY = ["--block_size", "32", "--per_device_train_batch_size", "4", "--report_to", "none", "--eval_strategy", "no",
@@ -216,7 +216,7 @@ def test_no_spurious_warnings_when_training_resuming_and_generating(tmp_path, te
     code = f"""
 import torch
 from modeling_fiftynet import FiftyNetForCausalLM
-from training import train
+from fiftynet.training import train
 
 train.main({["--data", str(text_file), "--max_steps", "4", "--output_dir", str(tmp_path / "run"),
              "--resume", checkpoint, *TINY, "--save_strategy", "steps", "--save_steps", "2"]!r})
@@ -253,6 +253,7 @@ def test_every_option_takes_both_spellings(command, capsys):
 
 
 def test_the_dispatcher_imports_no_command_before_it_runs():
-    code = ("import sys, training.cli; "
-            "assert not {'conversion', 'hub_cards', 'training.train'} & set(sys.modules), sorted(sys.modules)")
+    code = ("import sys, fiftynet.training.cli; "
+            "assert not {'fiftynet.conversion', 'fiftynet.hub_cards.card', 'fiftynet.training.train', 'transformers'} "
+            "& set(sys.modules), sorted(sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0

@@ -9,8 +9,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
+from fiftynet.training.corpus import load_corpus
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
-from training.corpus import load_corpus
 
 
 def chapter_openings(count: int) -> list[dict[str, str]]:

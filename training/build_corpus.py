@@ -9,7 +9,7 @@ one indented line after its number ("  1 In the beginning God created..."). This
 indentation and verse numbers, and writes every `--validation-every`-th chapter to the validation split and the rest
 to the train split, both compressed with xz. Run it from the repository root:
 
-    python -m training.build_corpus
+    python -m fiftynet.training.build_corpus
 """
 
 import argparse

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, Trainer, set_seed
 
-from hub_cards.card import CardRecord, source_name
+from fiftynet.hub_cards.card import CardRecord, source_name
 from modeling_fiftynet import FiftyNetConfig
 from modeling_fiftynet.modeling_fiftynet import FiftyNetChunkHead
 from modeling_fiftynet.saving import staged_folder
@@ -160,6 +160,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from training import cli
+    from . import cli
 
     cli.main(["chunk-head", *sys.argv[1:]])

@@ -11,21 +11,25 @@ from .errors import UsageError
 
 
 # name -> (module:function taking the command's arguments, help). Each command's module is imported only when it
-# runs, so the dispatcher depends on no command (and `conversion`, which uses `training`, is not imported here).
+# runs, so the dispatcher depends on no command (and `fiftynet.conversion`, which uses `fiftynet.training`, is not
+# imported here).
 COMMANDS = {
-    "quickstart": ("training.quickstart:main",
+    "quickstart": ("fiftynet.training.quickstart:main",
                    "train a small byte-level model on the bundled corpus (CPU, ~5 min), save, reload, sample"),
-    "train": ("training.train:main", "train a FiftyNet with transformers.Trainer (every TrainingArguments flag works)"),
-    "eval": ("training.evaluation:main", "loss, perplexity, bits per byte and accuracy of any causal LM on any text"),
-    "generate": ("training.generate:main", "sample from a saved model, streaming the text"),
-    "tokenizer": ("training.tokenizer:main", "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
-    "lora": ("training.train:lora_main", "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
-    "chunk-head": ("training.chunk_head:main",
+    "train": ("fiftynet.training.train:main",
+              "train a FiftyNet with transformers.Trainer (every TrainingArguments flag works)"),
+    "eval": ("fiftynet.training.evaluation:main",
+             "loss, perplexity, bits per byte and accuracy of any causal LM on any text"),
+    "generate": ("fiftynet.training.generate:main", "sample from a saved model, streaming the text"),
+    "tokenizer": ("fiftynet.training.tokenizer:main", "train a byte-level BPE tokenizer: fiftynet tokenizer train ..."),
+    "lora": ("fiftynet.training.train:lora_main", "LoRA fine-tuning of a saved model (fiftynet train --lora)"),
+    "chunk-head": ("fiftynet.training.chunk_head:main",
                    "train a chunk head on a frozen FiftyNet: same greedy output in fewer forward passes"),
-    "convert": ("conversion.convert:main",
+    "convert": ("fiftynet.conversion.convert:main",
                 "retune a GPT-2 into a FiftyNet: transplant, spectral init, distillation, report"),
-    "compress": ("conversion.compress:main", "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
-    "push": ("hub_cards.push:main",
+    "compress": ("fiftynet.conversion.compress:main",
+                 "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
+    "push": ("fiftynet.hub_cards.push:main",
              "upload a saved folder (weights, tokenizer, remote code, model card) to the Hugging Face Hub"),
 }
 

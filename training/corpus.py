@@ -1,7 +1,7 @@
 """The corpus bundled with FiftyNet: the King James Bible, as xz-compressed plain text in `training/data`.
 
-`python -m training.build_corpus` makes the two files, `kjv_train.txt.xz` and `kjv_validation.txt.xz`. Each holds
-whole chapters: a header line such as "Genesis 1", then one verse per line, with a blank line between chapters.
+`python -m fiftynet.training.build_corpus` makes the two files, `kjv_train.txt.xz` and `kjv_validation.txt.xz`. Each
+holds whole chapters: a header line such as "Genesis 1", then one verse per line, with a blank line between chapters.
 """
 
 import lzma

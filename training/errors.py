@@ -1,12 +1,17 @@
 """The one error type the `fiftynet` commands turn into a one-line message and exit code 2, and the check every
-command that writes a folder makes before it starts."""
+command that writes a folder makes before it starts.
+
+`UsageError` is defined in `fiftynet.hub_cards.errors` (so that `fiftynet push` raises it without importing
+`fiftynet.training`) and re-exported here: one class, whichever module names it.
+"""
 
 import argparse
 from pathlib import Path
 
+from fiftynet.hub_cards.errors import UsageError
 
-class UsageError(ValueError):
-    """Bad input from the user (a missing file, an unknown field, ...): reported without a traceback."""
+
+__all__ = ["UsageError", "non_negative_int", "positive_float", "positive_int", "refuse_non_empty"]
 
 
 def refuse_non_empty(folder: str | Path, option: str, how_to_continue: str = "") -> None:

@@ -21,7 +21,7 @@ from transformers import (
     set_seed,
 )
 
-from hub_cards.card import CardRecord, Measurement
+from fiftynet.hub_cards.card import CardRecord, Measurement
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 

@@ -2,7 +2,7 @@
 
 Every TrainingArguments flag works as in any transformers script (`--bf16`, `--gradient_accumulation_steps`,
 `--gradient_checkpointing`, `--lr_scheduler_type`, `--save_steps`, `--eval_steps`, ...); the defaults below suit
-training from scratch. Several GPUs or nodes: `accelerate launch -m training.train ...` (see docs/training.md).
+training from scratch. Several GPUs or nodes: `accelerate launch -m fiftynet.training.train ...` (see docs/training.md).
 
 OUTPUT_DIR gets checkpoints (`checkpoint-N`, for `--resume`), TensorBoard logs (`runs/`), `metrics.json`,
 `loss_curve.png` and `model/`, the Hub-ready folder (safetensors, config, tokenizer, modeling code, model card);
@@ -34,7 +34,7 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 from transformers.trainer_utils import get_last_checkpoint
 
-from hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
+from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 
@@ -443,6 +443,6 @@ def lora_main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    from training import cli
+    from . import cli
 
     cli.main(["train", *sys.argv[1:]])

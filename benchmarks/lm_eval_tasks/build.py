@@ -21,7 +21,7 @@ import random
 import re
 from pathlib import Path
 
-from training.corpus import load_corpus
+from fiftynet.training.corpus import load_corpus
 
 
 TASK_DIR = Path(__file__).parent
