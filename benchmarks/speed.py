@@ -10,7 +10,8 @@
    write its output) over the copy bandwidth measured in the same run.
 2. Training: tokens/s and peak memory of a full step (forward, backward, AdamW) of both language models.
 3. Generation: prefill time and greedy decode tokens/s after long prompts, each model through its own cache
-   (`FiftyNetCache`, GPT-2's `DynamicCache`), one new token per call; with `--compile`, FiftyNet's decoding through
+   (transformers' `DynamicCache(config)`, holding FiftyNet's constant-size states and GPT-2's keys and values), one
+   new token per call; with `--compile`, FiftyNet's decoding through
    `torch.compile` as well.
 4. Chunk head: `generate_with_chunk_head` against greedy `generate()` on the same FiftyNet with a new (untrained)
    chunk head. Random weights accept whatever drafts they accept, so the number that carries over to a trained model
@@ -51,7 +52,7 @@ from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, PreTrainedMo
 import modeling_fiftynet
 from fiftynet.conversion.compress import peak_memory_bytes
 from fiftynet.training.chunk_head import add_chunk_head, measure_decoding
-from modeling_fiftynet import FiftyNetCache, FiftyNetConfig, FiftyNetForCausalLM
+from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.configuration_fiftynet import MIXERS
 from modeling_fiftynet.modeling_fiftynet import CACHE_NAME
 from modeling_fiftynet.spectral_ops import fft_causal_conv
@@ -256,12 +257,8 @@ def inference_copy(model: PreTrainedModel, device: torch.device) -> PreTrainedMo
         return type(model).from_pretrained(folder, dtype=torch.bfloat16, **kwargs).to(device).eval()
 
 
-def new_cache(model: PreTrainedModel) -> FiftyNetCache | DynamicCache:
-    return FiftyNetCache(model.config) if isinstance(model, FiftyNetForCausalLM) else DynamicCache(config=model.config)
-
-
 @torch.inference_mode()
-def greedy_decode(model: PreTrainedModel, cache: FiftyNetCache | DynamicCache, prompt: torch.Tensor, new_tokens: int,
+def greedy_decode(model: PreTrainedModel, cache: DynamicCache, prompt: torch.Tensor, new_tokens: int,
                   device: torch.device, step: Callable | None = None) -> dict:
     """Prefill `prompt` into the empty `cache`, then `new_tokens` greedy steps of one token each through `step` (the
     model itself by default, or a compiled copy); each phase timed."""
@@ -305,8 +302,10 @@ def measure_generation(args: argparse.Namespace) -> list[dict]:
                 def run() -> list[dict]:
                     # A warm-up needs the prefill's shapes and a few decode steps, not the whole decode.
                     for _ in range(args.warmup):
-                        greedy_decode(model, new_cache(model), prompt, min(args.new_tokens, 2), args.device, runner)
-                    return [greedy_decode(model, new_cache(model), prompt, args.new_tokens, args.device, runner)
+                        greedy_decode(model, DynamicCache(config=model.config), prompt, min(args.new_tokens, 2),
+                                      args.device, runner)
+                    return [greedy_decode(model, DynamicCache(config=model.config), prompt, args.new_tokens,
+                                          args.device, runner)
                             for _ in range(args.repeats)]
 
                 runs = or_oom(run)

@@ -13,10 +13,10 @@ from transformers import (
     AutoTokenizer,
 )
 
+from .cache_fiftynet import FiftyNetMixerState
 from .compression import Int8Linear, LowRankLinear, SpectralLinear, polar_quantize
 from .configuration_fiftynet import FiftyNetConfig
 from .modeling_fiftynet import (
-    FiftyNetCache,
     FiftyNetComplexEmbedding,
     FiftyNetForCausalLM,
     FiftyNetForSequenceClassification,
@@ -34,11 +34,11 @@ AutoTokenizer.register(FiftyNetConfig, slow_tokenizer_class=FiftyNetByteTokenize
 
 __all__ = [
     "FiftyNetByteTokenizer",
-    "FiftyNetCache",
     "FiftyNetConfig",
     "FiftyNetComplexEmbedding",
     "FiftyNetForCausalLM",
     "FiftyNetForSequenceClassification",
+    "FiftyNetMixerState",
     "FiftyNetModel",
     "FiftyNetPreTrainedModel",
     "Int8Linear",

@@ -1,11 +1,14 @@
 """The decoding state of FiftyNet models, and the one place where FiftyNet meets what differs between transformers
 releases.
 
-transformers keeps a model's decoding state in a `Cache` of per-layer cache layers; `generate()` builds it, rolls it
-back for assisted generation (`activate_past_recording`, `crop`), reorders it for beam search and hands it back.
-[`FiftyNetCache`] is such a `Cache`. Its attention layers are transformers' own `DynamicLayer`s; the spectral
-mixers' layers are [`FiftyNetMixerState`]s, which keep what those mixers need and roll it back exactly (see
-docs/design_cache.md for why they are not transformers' `LinearAttentionLayer`).
+transformers keeps a model's decoding state in a `Cache` of per-layer cache layers, which `DynamicCache(config)`
+builds from `config.layer_types`; `generate()` builds it, rolls it back for assisted generation
+(`activate_past_recording`, `crop`), reorders it for beam search and hands it back. A FiftyNet model's cache is such a
+`DynamicCache(config=model.config)`: its attention layers are transformers' own `DynamicLayer`s, its spectral mixers'
+layers are [`FiftyNetMixerState`]s, a cache-layer type this file registers with transformers under
+`MIXER_STATE_LAYER_TYPE` (`CacheLayerMixin._layer_type`, the hook transformers offers modeling files). They keep
+what those mixers need and roll it back exactly (see docs/design_cache.md for why they are not transformers'
+`LinearAttentionLayer`).
 
 What differs between the admitted releases (transformers 5.17 to 5.25), each handled here only:
 - 5.24 renamed the cache argument of `forward` and the cache field of model outputs from `past_key_values` to
@@ -22,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import fields
 
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, DynamicLayer
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from .configuration_fiftynet import MIXERS, FiftyNetConfig
+from .configuration_fiftynet import MIXER_STATE_LAYER_TYPE, FiftyNetConfig
 
 
 # transformers 5.24 renamed the cache argument of `forward` and the cache field of model outputs from
@@ -54,16 +57,19 @@ def check_extra_kwargs(method: str, kwargs: dict, also: tuple[str, ...] = ()) ->
         raise ValueError("output_attentions=True is not supported: FiftyNet's mixers return no attention weights")
 
 
-def one_cache(cache: "FiftyNetCache | None", past_key_values: "FiftyNetCache | None") -> "FiftyNetCache | None":
+def one_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
     """The cache passed as `cache` or as `past_key_values` (its name before transformers 5.24)."""
     if cache is not None and past_key_values is not None and cache is not past_key_values:
-        raise ValueError("Pass the cache once, as `cache` or as `past_key_values`, not two different ones.")
+        raise ValueError(
+            "Two different caches were passed, as `cache` and as `past_key_values`: pass one (this transformers "
+            f"release's generate() passes it as `{CACHE_NAME}`)."
+        )
     return cache if cache is not None else past_key_values
 
 
-
-class FiftyNetMixerState:
-    """Recurrent state of one block's token mixer: what a new token needs from the past.
+class FiftyNetMixerState(CacheLayerMixin):
+    """Recurrent state of one block's token mixer, a layer of a transformers cache: what a new token needs from the
+    past. `DynamicCache(config)` builds one for each layer whose `config.layer_types` entry is `MIXER_STATE_LAYER_TYPE`.
 
     The mixer of the block decides what it keeps in `tensors` (all batch-first, so beam search can reorder them):
     - `"spectral_conv"`: `conv_inputs` `(batch, 3 * hidden_size, short_conv_size - 1)`, the last inputs of the short
@@ -81,13 +87,19 @@ class FiftyNetMixerState:
     context. Setting `record_past = False` forgets them too.
     """
 
+    _layer_type = MIXER_STATE_LAYER_TYPE  # registers the class in transformers' table of cache-layer types
     is_compileable = False
     is_sliding = False
     supports_early_init = False
 
-    def __init__(self):
+    def __init__(self, **kwargs):
+        # Not CacheLayerMixin.__init__: a mixer state holds no keys and values. (transformers passes per-layer
+        # keyword arguments; this layer type takes none.)
         self.tensors: dict[str, torch.Tensor] = {}
         self.seq_length = 0
+        self.device: torch.device | None = None
+        # The config fields its tensors were made for (`cache_architecture`), set by the first model that uses it.
+        self.architecture: dict | None = None
         self._record_past = False
         self.recurrent_states_to_keep = 0
         # Replays recorded during the current call, and the calls that can still be undone, oldest first, with
@@ -120,10 +132,28 @@ class FiftyNetMixerState:
     def get_max_length(self) -> int:
         return -1
 
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        """The key length and offset of a causal mask over this layer's past and `query_length` new tokens."""
+        return self.seq_length + query_length, 0
+
+    # CacheLayerMixin's key/value methods, which only attention calls: a mixer state has no keys and values.
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        raise TypeError(f"{type(self).__name__} is a spectral mixer's state: it holds no keys and values")
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        self.lazy_initialization(key_states, value_states)  # raises
+
+    def offload(self) -> None:
+        self.tensors = {name: tensor.to("cpu", non_blocking=True) for name, tensor in self.tensors.items()}
+
+    def prefetch(self) -> None:
+        self.tensors = {name: tensor.to(self.device, non_blocking=True) for name, tensor in self.tensors.items()}
+
     def store(self, name: str, value: torch.Tensor, replay: Callable[[int], torch.Tensor]) -> None:
         """Sets `tensors[name] = value`; `replay(kept)` gives the value after only the first `kept` tokens of this
         call (kept only while recording the past)."""
         self.tensors[name] = value
+        self.device = value.device
         if self.record_past:
             self._pending_replays[name] = replay
 
@@ -204,56 +234,70 @@ class FiftyNetMixerState:
         self._apply_to_states(lambda state: state.repeat_interleave(repeats, dim=0))
 
 
-class FiftyNetCache(Cache):
-    """Cache of a FiftyNet model, one layer per block: transformers' `DynamicLayer` (keys and values
-    `(batch, heads, past_len, head_dim)`) for a mixer whose state grows with the context (attention), a
-    [`FiftyNetMixerState`] for one whose state has a fixed size (the spectral mixers, `MIXERS[...].constant_state`).
+def is_mixer_state(layer) -> bool:
+    """Whether a cache layer is a [`FiftyNetMixerState`]. Compared by layer type rather than by class: the modeling
+    files imported as remote code (one module per model folder) and as this package each define the class, and
+    transformers builds whichever registered last."""
+    return getattr(layer, "_layer_type", None) == MIXER_STATE_LAYER_TYPE
 
-    For the spectral mixers a decoding step costs the same whatever the length of the context: the modal filters
-    carry the past exactly in their modes, and the finite Fourier filters only reach `fourier_kernel_size` tokens back.
+
+def check_cache(cache: Cache, config: FiftyNetConfig, batch_size: int) -> None:
+    """Raises a `ValueError` naming the difference if `cache` does not fit a model of `config` and inputs of
+    `batch_size` sequences. A `DynamicCache()` made without a config, and still empty, gets the model's layers, as
+    transformers' own models fill such a cache on first use.
     """
-
-    def __init__(self, config: FiftyNetConfig):
-        super().__init__(layers=[
-            FiftyNetMixerState() if MIXERS[mixer].constant_state else DynamicLayer()
-            for mixer in config.mixer_types[: config.num_hidden_layers]
-        ])
-        # What the states' kinds and shapes depend on, to refuse this cache to a model it was not made for.
-        self.architecture = cache_architecture(config)
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        """Number of tokens the state has consumed."""
-        return self.layers[layer_idx].get_seq_length()
-
-    def crop(self, tokens_to_remove: int) -> None:
-        """Removes the last `-tokens_to_remove` tokens from every layer (a positive value is the length to keep, as in
-        older releases), or none: a crop a spectral state cannot undo is refused before any layer changes."""
-        tokens_to_remove = int(tokens_to_remove)  # some transformers releases pass a 0-d tensor
-        keep = tokens_to_remove > 0
-        remove = max(self.get_seq_length() - tokens_to_remove, 0) if keep else -tokens_to_remove
-        for state in self.layers:
-            if isinstance(state, FiftyNetMixerState):
-                state.removable(-remove)  # raises before any layer has changed
-        for state in self.layers:
-            state.crop(-remove)
-
-    def check_fits(self, config: FiftyNetConfig, batch_size: int) -> None:
-        """Raises a `ValueError` naming the difference if this cache was made for another architecture or batch."""
-        expected = cache_architecture(config)
-        if self.architecture != expected:
+    layer_types = config.layer_types
+    if not isinstance(cache, Cache):
+        raise ValueError(
+            f"The cache must be a transformers Cache, DynamicCache(config=model.config), got {type(cache).__name__}"
+        )
+    if not cache.layers:
+        cache.layers.extend(DynamicCache(config=config).layers)
+    if len(cache.layers) != len(layer_types):
+        raise ValueError(
+            f"The cache has {len(cache.layers)} layers but this model has {len(layer_types)}: pass the cache this "
+            "model returned, or DynamicCache(config=model.config)."
+        )
+    expected = cache_architecture(config)
+    for index, (layer, layer_type) in enumerate(zip(cache.layers, layer_types)):
+        if layer_type == MIXER_STATE_LAYER_TYPE:
+            fits, kind = is_mixer_state(layer), FiftyNetMixerState.__name__
+        else:  # attention keeps every key and value: the sliding, static and indexed layers would lose or pad some
+            fits, kind = type(layer) is DynamicLayer, DynamicLayer.__name__
+        if not fits:
             raise ValueError(
-                f"This cache was made for another FiftyNet ({self.architecture}), not this one ({expected}): pass "
-                "the cache this model returned."
+                f"Layer {index} of the cache is a {type(layer).__name__}, but this model's layer {index} "
+                f"({config.mixer_types[index]}) keeps its state in a {kind}: pass DynamicCache(config=model.config) "
+                "or the cache this model returned."
             )
-        for layer, state in enumerate(self.layers):
-            if isinstance(state, FiftyNetMixerState):
-                cached = next(iter(state.tensors.values()), None)
-            else:
-                cached = state.keys if state.get_seq_length() else None
-            if cached is not None and cached.shape[0] != batch_size:
+        if is_mixer_state(layer):
+            if layer.architecture is None:
+                layer.architecture = expected
+            elif layer.architecture != expected:
                 raise ValueError(
-                    f"The cache holds {cached.shape[0]} sequence(s) (layer {layer}) but the inputs have {batch_size}."
+                    f"This cache was made for another FiftyNet ({layer.architecture}), not this one ({expected}): "
+                    "pass the cache this model returned."
                 )
+            cached = next(iter(layer.tensors.values()), None)
+        else:
+            cached = layer.keys if layer.get_seq_length() else None
+            head_dim = config.hidden_size // config.num_attention_heads
+            if cached is not None and (cached.shape[1], cached.shape[3]) != (config.num_attention_heads, head_dim):
+                raise ValueError(
+                    f"Layer {index} of the cache holds {cached.shape[1]} heads of size {cached.shape[3]}, but this "
+                    f"model's attention has {config.num_attention_heads} of size {head_dim}: pass the cache this "
+                    "model returned."
+                )
+        if cached is not None and cached.shape[0] != batch_size:
+            raise ValueError(
+                f"The cache holds {cached.shape[0]} sequence(s) (layer {index}) but the inputs have {batch_size}."
+            )
+    lengths = [int(layer.get_seq_length()) for layer in cache.layers]
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"The cache's layers hold different numbers of tokens ({lengths}), as a crop that failed part-way leaves "
+            "them: pass a cache this model returned."
+        )
 
 
 def cache_architecture(config: FiftyNetConfig) -> dict:
@@ -266,4 +310,4 @@ def cache_architecture(config: FiftyNetConfig) -> dict:
     }
 
 
-__all__ = ["FiftyNetCache", "FiftyNetMixerState"]
+__all__ = ["FiftyNetMixerState"]

@@ -54,6 +54,9 @@ MIXERS = {spec.name: spec for spec in (
     MixerSpec("fnet", "FiftyNetFNetMixer", causal=False, constant_state=False, spectral=True, convertible=False,
               description="FNet: Re(FFT2(x)), bidirectional"),
 )}
+# The cache-layer type of the layers whose mixer keeps a constant-size state (`FiftyNetMixerState`), in
+# `FiftyNetConfig.layer_types`: transformers' `DynamicCache(config)` builds the layers from those types.
+MIXER_STATE_LAYER_TYPE = "fiftynet_mixer_state"
 POSITION_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "complex_rope")
 MIXER_GATES = ("none", "glu", "phase")
 EMBEDDING_TYPES = ("real", "complex")
@@ -162,7 +165,7 @@ class FiftyNetConfig(PreTrainedConfig):
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initializer of linear and embedding weights.
         use_cache (`bool`, defaults to `True`):
-            Whether the model returns its recurrent state ([`FiftyNetCache`]) for incremental decoding.
+            Whether the model returns its recurrent state (a `DynamicCache`, see `layer_types`) for incremental decoding.
         tie_word_embeddings (`bool`, defaults to `True`):
             Whether the LM head shares the input embedding matrix.
         chunk_head_size (`int`, defaults to 0):
@@ -353,9 +356,24 @@ class FiftyNetConfig(PreTrainedConfig):
             )
 
     @property
+    def layer_types(self) -> list[str]:
+        """The kind of decoding state of each block that runs, in transformers' terms: `"full_attention"` (keys and
+        values, transformers' `DynamicLayer`) or `MIXER_STATE_LAYER_TYPE` (a constant-size `FiftyNetMixerState`).
+        Derived from `mixer_types`, so not saved."""
+        # Read before validation too (transformers' config init), where an unknown mixer is not yet refused.
+        return [
+            MIXER_STATE_LAYER_TYPE if mixer in MIXERS and MIXERS[mixer].constant_state else "full_attention"
+            for mixer in self.mixer_types[: self.num_hidden_layers]
+        ]
+
+    def validate_layer_type(self):
+        """`layer_types` follows the validated `mixer_types`; it names FiftyNet's own cache-layer type, which
+        transformers' list of attention types (what its own check accepts) does not hold."""
+
+    @property
     def is_causal(self) -> bool:
         """Whether every block only looks at past tokens (required by FiftyNetForCausalLM)."""
         return all(MIXERS[mixer].causal for mixer in self.mixer_types)
 
 
-__all__ = ["MIXERS", "FiftyNetConfig", "MixerSpec"]
+__all__ = ["MIXERS", "MIXER_STATE_LAYER_TYPE", "FiftyNetConfig", "MixerSpec"]

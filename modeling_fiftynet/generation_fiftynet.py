@@ -4,9 +4,8 @@ model-specific generation loops (e.g. `generation_whisper.py`)."""
 from dataclasses import dataclass
 
 import torch
+from transformers.cache_utils import DynamicCache
 from transformers.utils import ModelOutput
-
-from .cache_fiftynet import FiftyNetCache
 
 
 @dataclass
@@ -74,7 +73,7 @@ class FiftyNetChunkHeadGenerationMixin:
         if len(eos_ids) and pad_token_id is None:
             raise ValueError("pad_token_id is needed to fill the rows that end before the others")
 
-        cache = FiftyNetCache(self.config)
+        cache = DynamicCache(config=self.config)
         outputs = self(input_ids, attention_mask=attention_mask, cache=cache, use_cache=True, logits_to_keep=1,
                        output_chunk_logits=True)
         # Recording starts after the prefill, whose tokens are never rolled back.

@@ -13,7 +13,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.generation import GenerationMode
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -26,7 +26,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import can_return_tuple, logging
 
-from .cache_fiftynet import CACHE_NAME, FiftyNetCache, FiftyNetMixerState, check_extra_kwargs, one_cache
+from .cache_fiftynet import CACHE_NAME, FiftyNetMixerState, check_cache, check_extra_kwargs, is_mixer_state, one_cache
 from .compression import build_compressed_layers
 from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, MIXERS, FiftyNetConfig
 from .generation_fiftynet import FiftyNetChunkHeadGenerationMixin
@@ -623,7 +623,7 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         padding_mask: torch.Tensor | None = None,
-        cache: FiftyNetCache | None = None,
+        cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
@@ -645,7 +645,7 @@ class FiftyNetBlock(GradientCheckpointingLayer):
         )
         if self.mixer_gate is not None:
             mixed = self.mixer_gate(normed, mixed)
-        if isinstance(state, FiftyNetMixerState):  # transformers' own layers count their tokens themselves
+        if is_mixer_state(state):  # transformers' own layers count their tokens themselves
             state.advance(hidden_states.shape[1])
         hidden_states = hidden_states + mixed
         return hidden_states + self.mlp(self.mlp_norm(hidden_states))
@@ -898,11 +898,11 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        cache: FiftyNetCache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
-        past_key_values: FiftyNetCache | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """
@@ -911,10 +911,11 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
             attention_mask: `(batch, past_len + seq_len)` (or `(batch, seq_len)`), 1 for tokens, 0 for padding.
             position_ids: `(batch, seq_len)`, used by every `position_encoding` but `"none"`; derived from
                 `attention_mask` when omitted, so left padding does not shift positions.
-            cache: a [`FiftyNetCache`] from an earlier call, or None. `past_key_values` is the same argument under
-                its name before transformers 5.24.
+            cache: the `DynamicCache` an earlier call returned, a new `DynamicCache(config=model.config)` (or an
+                empty `DynamicCache()`), or None. `past_key_values` is the same argument under its name before
+                transformers 5.24.
             inputs_embeds: `(batch, seq_len, hidden_size)`, instead of `input_ids`.
-            use_cache: return the updated [`FiftyNetCache`] (defaults to `config.use_cache` outside training, and to
+            use_cache: return the updated cache (defaults to `config.use_cache` outside training, and to
                 False for a model with an `"fnet"` layer, which cannot decode incrementally).
             output_hidden_states: also return the input of every block and the final output.
 
@@ -933,8 +934,6 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         cache = one_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if cache is not None and not isinstance(cache, FiftyNetCache):
-            raise ValueError(f"The cache must be a FiftyNetCache returned by this model, got {type(cache).__name__}")
         if not self.config.is_causal:
             if use_cache or cache is not None:
                 raise ValueError(
@@ -950,7 +949,7 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if use_cache and cache is None:
-            cache = FiftyNetCache(self.config)
+            cache = DynamicCache(config=self.config)
 
         if input_ids is not None:
             self._check_input_ids_shape(input_ids)
@@ -963,7 +962,7 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         if seq_len == 0:
             raise ValueError("The input sequence is empty: FiftyNet needs at least one token.")
         if cache is not None:
-            cache.check_fits(self.config, batch_size)
+            check_cache(cache, self.config, batch_size)
         past_len = cache.get_seq_length() if cache is not None else 0
         self._check_shapes(attention_mask, position_ids, batch_size, past_len, seq_len)
         if self.config.position_encoding != "none" and position_ids is None:
@@ -1131,38 +1130,34 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
 
     # What FiftyNet still takes from transformers' private API, tested under every admitted release (5.17.0, 5.18.0,
     # 5.19.0, 5.20.2, 5.21.1, 5.22.2, 5.23.0, 5.24.0, 5.25.0 by .ci/run):
-    # - `_supports_default_dynamic_cache` and `_prepare_cache_for_generation` (overridden below): `generate()` builds
-    #   a FiftyNetCache, whose spectral layers transformers' `DynamicCache(config)` cannot build (see
-    #   docs/design_cache.md);
+    # - `_prepare_cache_for_generation` (extended below, transformers' own still builds the cache): no public hook
+    #   tells a model how `generate()` will use a cache it is given, or lets it refuse a cache implementation;
     # - `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES` / `MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES` (end of this file),
     #   which the Trainer (label smoothing) and the pipelines read by class name, and which `AutoModel*.register`
     #   does not fill.
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        # `generate` must not build a key/value cache: it gets a FiftyNetCache from the method below.
-        return False
-
+    # The cache itself is built by transformers from `config.layer_types`, through the `_layer_type` hook of its cache
+    # layers (see cache_fiftynet.py).
     def _prepare_cache_for_generation(
         self, generation_config, model_kwargs: dict, generation_mode, *args, **kwargs
     ) -> None:
         # A cache the user passed under the other name (`cache=` before transformers 5.24, which would otherwise
         # forward it beside a new one) goes under the name this release passes to `forward`.
+        if generation_config.cache_implementation not in (None, "dynamic", "offloaded"):
+            raise ValueError(
+                f"cache_implementation={generation_config.cache_implementation!r} is not supported: FiftyNet's layers "
+                "keep their state in a DynamicCache (cache_implementation 'dynamic', the default, or 'offloaded')"
+            )
         other_name = "past_key_values" if CACHE_NAME == "cache" else "cache"
         if model_kwargs.get(other_name) is not None:
             model_kwargs[CACHE_NAME] = one_cache(model_kwargs.get(CACHE_NAME), model_kwargs.pop(other_name))
         cache = model_kwargs.get(CACHE_NAME)
         rolls_back = generation_config.is_assistant or generation_mode == GenerationMode.ASSISTED_GENERATION
         if cache is not None and not rolls_back:
-            # A cache handed back by assisted generation still records how to roll back; nothing will be rolled
-            # back now, and recording every step would hold memory that grows with the output.
+            # Assisted generation hands its cache back still recording how to roll back; nothing will be rolled back
+            # now, and recording every step would hold memory that grows with the output.
             for layer in cache.layers:
-                layer.record_past = False
-        # Assisted generation needs the cache before the prefill, so `generate` starts from an empty FiftyNetCache.
-        if cache is None and generation_config.use_cache is not False:
-            model_kwargs[CACHE_NAME] = FiftyNetCache(self.config)
-            if generation_config.is_assistant:  # an assistant's drafts are rolled back when rejected
-                model_kwargs[CACHE_NAME].activate_past_recording()
-            return
+                if is_mixer_state(layer):
+                    layer.record_past = False
         super()._prepare_cache_for_generation(generation_config, model_kwargs, generation_mode, *args, **kwargs)
 
     @can_return_tuple
@@ -1171,14 +1166,14 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        cache: FiftyNetCache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         output_chunk_logits: bool = False,
-        past_key_values: FiftyNetCache | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> FiftyNetCausalLMOutputWithPast:
         """
@@ -1335,7 +1330,6 @@ AUTO_MAP = {
 }
 
 __all__ = [
-    "FiftyNetCache",
     "FiftyNetComplexEmbedding",
     "FiftyNetForCausalLM",
     "FiftyNetForSequenceClassification",

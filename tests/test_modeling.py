@@ -6,8 +6,9 @@ import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from safetensors.torch import load_file, save_file
+from transformers import DynamicCache
 
-from modeling_fiftynet import FiftyNetCache, FiftyNetConfig, FiftyNetForCausalLM, FiftyNetModel
+from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM, FiftyNetModel
 from modeling_fiftynet.modeling_fiftynet import CACHE_NAME
 from modeling_fiftynet.spectral_ops import fft_causal_conv
 
@@ -30,7 +31,7 @@ def assert_same_logits(actual: torch.Tensor, expected: torch.Tensor, relative: f
     assert difference <= relative * expected.abs().max().item(), f"logits differ by {difference:.3g}"
 
 
-def cache_of(output) -> FiftyNetCache:
+def cache_of(output) -> DynamicCache:
     """The cache of a model output, under the field name of the running transformers release."""
     return getattr(output, CACHE_NAME)
 
@@ -120,7 +121,7 @@ def test_incremental_decoding_equals_full_forward(variant, length):
         for t in range(prefill, length):
             out = model(ids[:, t : t + 1], cache=cache, use_cache=True)
             steps.append(out.logits)
-    assert isinstance(cache, FiftyNetCache) and cache.get_seq_length() == length
+    assert isinstance(cache, DynamicCache) and cache.get_seq_length() == length
     assert_same_logits(torch.cat(steps, dim=1), full)
 
 
@@ -186,7 +187,7 @@ def test_generate_continues_from_returned_cache():
     model = tiny_model()
     ids = random_ids(1, 7)
     first = model.generate(ids, max_new_tokens=6, do_sample=False, return_dict_in_generate=True, pad_token_id=256)
-    assert isinstance(cache_of(first), FiftyNetCache)
+    assert isinstance(cache_of(first), DynamicCache)
     continued = model.generate(first.sequences, **{CACHE_NAME: cache_of(first)}, max_new_tokens=6,
                                do_sample=False, pad_token_id=256)
     assert torch.equal(continued, model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=256))
@@ -342,11 +343,27 @@ def test_spectral_mixer_without_positions_accepts_longer_sequences():
     assert model(random_ids(1, 40)).logits.shape == (1, 40, 259)
 
 
-def test_foreign_cache_is_refused():
-    from transformers import DynamicCache
+def test_an_empty_dynamic_cache_gets_the_layers_of_the_model():
+    """`DynamicCache()` made without a config, as users pass it to transformers' own models."""
+    model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
+    ids = random_ids(1, 9)
+    with torch.no_grad():
+        cache = DynamicCache()
+        model(ids[:, :6], cache=cache)
+        assert_same_logits(model(ids[:, 6:], cache=cache).logits, model(ids).logits[:, 6:])
+    assert [type(layer).__name__ for layer in cache.layers] == ["DynamicLayer", "FiftyNetMixerState"]
 
-    with pytest.raises(ValueError, match="FiftyNetCache"):
-        tiny_model()(random_ids(1, 3), cache=DynamicCache())
+
+def test_foreign_cache_is_refused():
+    from transformers import GPT2Config
+
+    with pytest.raises(ValueError, match="Layer 0 of the cache is a DynamicLayer, but this model's layer 0 "
+                                         r"\(spectral_conv\) keeps its state in a FiftyNetMixerState"):
+        tiny_model()(random_ids(1, 3), cache=DynamicCache(config=GPT2Config(n_layer=2)))
+    with pytest.raises(ValueError, match="The cache has 3 layers but this model has 2"):
+        tiny_model()(random_ids(1, 3), cache=DynamicCache(config=tiny_config(num_hidden_layers=3)))
+    with pytest.raises(ValueError, match="must be a transformers Cache"):
+        tiny_model()(random_ids(1, 3), cache=[])
 
 
 def test_unknown_mixer_type_is_refused():

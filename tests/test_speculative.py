@@ -6,13 +6,13 @@ import copy
 import pytest
 import torch
 from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_model, variant_id
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, DynamicCache, GPT2Config, GPT2LMHeadModel
 
 from fiftynet.conversion.transplant import transplant_gpt2
 from fiftynet.training import chunk_head
 from fiftynet.training.corpus import load_corpus
 from fiftynet.training.tokenizer import load_tokenizer
-from modeling_fiftynet import FiftyNetCache, FiftyNetForCausalLM, FiftyNetModel
+from modeling_fiftynet import FiftyNetForCausalLM, FiftyNetModel
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
@@ -173,7 +173,7 @@ def test_transformers_assisted_generation_equals_greedy(variant):
 
 
 # Assisted generation with any drafter (issue 16). Whatever the assistant drafts, the main model's output must be
-# what it computes alone; the rejected drafts are rolled back by `FiftyNetCache.crop`, in the main model's cache
+# what it computes alone; the rejected drafts are rolled back by the cache's `crop`, in the main model's cache
 # (within its one verification call) and in a FiftyNet assistant's (over several one-token drafting calls).
 
 
@@ -244,10 +244,10 @@ class ForwardRecorder:
 
 @pytest.fixture
 def crops(monkeypatch):
-    """Every crop of a FiftyNet cache: `(tokens removed, lengths of the forward calls since the previous crop that it
-    reached into)`."""
+    """Every crop of a FiftyNet model's cache: `(tokens removed, lengths of the forward calls since the previous crop
+    that it reached into)`."""
     record, calls = [], {}  # id(cache) -> the token counts of its forward calls since its last crop
-    model_forward, crop = FiftyNetModel.forward, FiftyNetCache.crop
+    model_forward, crop = FiftyNetModel.forward, DynamicCache.crop
 
     def recording_forward(self, *args, **kwargs):
         cache = kwargs.get("cache")
@@ -260,7 +260,9 @@ def crops(monkeypatch):
         return outputs
 
     def recording_crop(self, tokens_to_remove):
-        lengths, length_before = calls.get(id(self), []), self.get_seq_length()
+        if id(self) not in calls:  # a GPT-2's cache
+            return crop(self, tokens_to_remove)
+        lengths, length_before = calls[id(self)], self.get_seq_length()
         crop(self, tokens_to_remove)
         removed, reached = length_before - self.get_seq_length(), 0
         while sum(lengths[len(lengths) - reached:]) < removed:
@@ -270,7 +272,7 @@ def crops(monkeypatch):
         calls[id(self)] = [kept] if kept else []
 
     monkeypatch.setattr(FiftyNetModel, "forward", recording_forward)
-    monkeypatch.setattr(FiftyNetCache, "crop", recording_crop)
+    monkeypatch.setattr(DynamicCache, "crop", recording_crop)
     return record
 
 

@@ -18,11 +18,10 @@ import torch
 from conftest import run_isolated
 from safetensors.torch import load_file, save_file
 from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_config, tiny_model, variant_id
-from transformers import AutoConfig
+from transformers import AutoConfig, DynamicCache
 
 from modeling_fiftynet import (
     FiftyNetByteTokenizer,
-    FiftyNetCache,
     FiftyNetForCausalLM,
     FiftyNetForSequenceClassification,
 )
@@ -129,7 +128,7 @@ def test_a_cache_made_for_another_model_or_batch_is_refused():
     with torch.no_grad():
         for other, message in (
             (tiny_model(mixer_type="nfo"), r"made for another FiftyNet .*'nfo'"),
-            (tiny_model(num_hidden_layers=4), "made for another FiftyNet"),
+            (tiny_model(num_hidden_layers=4), "The cache has 4 layers but this model has 2"),
             (tiny_model(hidden_size=48), "made for another FiftyNet"),
         ):
             with pytest.raises(ValueError, match=message):
@@ -150,8 +149,8 @@ def test_forward_takes_the_cache_under_both_names_and_returns_it_under_the_runni
             step = model(ids[:, 8:], **{name: cache_of(prefill)})
             torch.testing.assert_close(step.logits, full[:, 8:], rtol=1e-4, atol=1e-4)
         assert len(model(ids, use_cache=True, return_dict=False)) == 2  # logits and the cache
-    with pytest.raises(ValueError, match="not two different ones"):
-        model(ids, cache=FiftyNetCache(model.config), past_key_values=FiftyNetCache(model.config))
+    with pytest.raises(ValueError, match="Two different caches were passed"):
+        model(ids, cache=DynamicCache(config=model.config), past_key_values=DynamicCache(config=model.config))
 
 
 def test_a_decoding_step_whose_past_is_missing_is_refused():

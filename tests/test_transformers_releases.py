@@ -1,15 +1,16 @@
 """What transformers' own model tests and generation paths ask of a model, under each admitted release (CI runs this
 file with the newest patch of every minor release from the oldest admitted to the newest): task models that resize
 their embeddings, float32 filters whatever dtype a model is built in, pre-shifted labels, the error type of
-mismatched weights, the arguments `generate()` hands on to `forward`, the 5.25 rollback protocol, and a mixer table
-that a new mixer joins with one row."""
+mismatched weights, the arguments `generate()` hands on to `forward`, the 5.25 rollback protocol, the cache
+`generate()` builds itself from `config.layer_types`, and a mixer table that a new mixer joins with one row."""
 
 import pytest
 import torch
 from test_modeling import ALL_VARIANTS, cache_of, random_ids, tiny_config, tiny_model, variant_id
 from torch import nn
-from transformers import AutoModelForCausalLM, pipeline
-from transformers.cache_utils import DynamicLayer
+from transformers import AutoModelForCausalLM, DynamicCache, GenerationMixin, pipeline
+from transformers.cache_utils import DYNAMIC_LAYER_TYPE_MAPPING, DynamicLayer
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from transformers.utils import find_labels
 
 import modeling_fiftynet.modeling_fiftynet as modeling
@@ -22,7 +23,7 @@ from modeling_fiftynet import (
     FiftyNetModel,
 )
 from modeling_fiftynet.cache_fiftynet import FiftyNetMixerState
-from modeling_fiftynet.configuration_fiftynet import MIXERS, MixerSpec
+from modeling_fiftynet.configuration_fiftynet import MIXER_STATE_LAYER_TYPE, MIXERS, MixerSpec
 
 
 @pytest.mark.parametrize("model_class", [FiftyNetModel, FiftyNetForSequenceClassification, FiftyNetForCausalLM])
@@ -122,8 +123,9 @@ def test_the_rollback_protocol_of_every_admitted_release(variant):
             torch.testing.assert_close(model(ids[:, 9:10], cache=cache).logits, expected)
 
 
-def test_a_refused_crop_leaves_every_layer_as_it_was():
-    """Attention first: transformers' DynamicLayer could crop, the spectral state after it cannot; nothing changes."""
+def test_a_crop_refused_part_way_is_named_at_the_next_call():
+    """transformers' `Cache.crop` crops layer after layer: the attention layer first, then the spectral state, which
+    refuses. A cache left with layers of different lengths is refused by name, not decoded from silently."""
     model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
     with torch.no_grad():
         cache = cache_of(model(random_ids(1, 8), use_cache=True))
@@ -131,8 +133,49 @@ def test_a_refused_crop_leaves_every_layer_as_it_was():
         model(random_ids(1, 2), cache=cache)
         with pytest.raises(ValueError, match="only the 2 token"):
             cache.crop(-3)
-    assert isinstance(cache.layers[0], DynamicLayer) and isinstance(cache.layers[1], FiftyNetMixerState)
-    assert [layer.get_seq_length() for layer in cache.layers] == [10, 10]
+        assert [layer.get_seq_length() for layer in cache.layers] == [7, 10]
+        with pytest.raises(ValueError, match=r"different numbers of tokens \(\[7, 10\]\)"):
+            model(random_ids(1, 1), cache=cache)
+
+
+def test_generate_builds_transformers_cache_from_the_layer_types():
+    """`generate()` builds `DynamicCache(config)` itself, from `config.layer_types`, with transformers' `DynamicLayer`
+    for attention and the registered `FiftyNetMixerState` for the spectral mixers."""
+    default = GenerationMixin._supports_default_dynamic_cache.__func__
+    assert FiftyNetForCausalLM._supports_default_dynamic_cache.__func__ is default
+    model = tiny_model(num_hidden_layers=3, mixer_types=["spectral_conv", "attention", "fftnet"],
+                       position_encoding="rope")
+    assert model.config.layer_types == [MIXER_STATE_LAYER_TYPE, "full_attention", MIXER_STATE_LAYER_TYPE]
+    assert "layer_types" not in model.config.to_dict()  # derived from mixer_types
+    out = model.generate(random_ids(1, 5), max_new_tokens=4, do_sample=False, return_dict_in_generate=True)
+    cache = cache_of(out)
+    assert type(cache) is DynamicCache and cache.get_seq_length() == 8  # the last token is not fed back
+    assert [type(layer) for layer in cache.layers] == [FiftyNetMixerState, DynamicLayer, FiftyNetMixerState]
+
+
+def test_cache_implementations_dynamic_and_offloaded_and_a_static_one_refused_by_name():
+    model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
+    ids, kwargs = random_ids(1, 6), dict(max_new_tokens=8, do_sample=False, pad_token_id=256)
+    greedy = model.generate(ids, **kwargs)
+    for implementation in ("dynamic", "offloaded"):
+        assert torch.equal(model.generate(ids, cache_implementation=implementation, **kwargs), greedy)
+    for implementation in ("static", "sliding_window", "quantized"):
+        with pytest.raises(ValueError, match=f"cache_implementation='{implementation}' is not supported"):
+            model.generate(ids, cache_implementation=implementation, **kwargs)
+
+
+def test_the_package_and_a_folder_loaded_as_remote_code_share_the_cache_layer_type(tmp_path, monkeypatch):
+    """A folder loaded as remote code defines its own `FiftyNetMixerState`, which then is the class transformers
+    builds for every FiftyNet model in the process: models of either origin decode with it and assist each other."""
+    monkeypatch.setitem(DYNAMIC_LAYER_TYPE_MAPPING, MIXER_STATE_LAYER_TYPE, FiftyNetMixerState)  # restored after
+    model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
+    model.save_pretrained(tmp_path)
+    remote = get_class_from_dynamic_module("modeling_fiftynet.FiftyNetForCausalLM", tmp_path).from_pretrained(tmp_path)
+    assert DYNAMIC_LAYER_TYPE_MAPPING[MIXER_STATE_LAYER_TYPE] is not FiftyNetMixerState
+    ids, kwargs = random_ids(1, 6), dict(max_new_tokens=10, do_sample=False, pad_token_id=256)
+    greedy = model.generate(ids, **kwargs)
+    assert torch.equal(remote.eval().generate(ids, **kwargs), greedy)
+    assert torch.equal(model.generate(ids, assistant_model=remote, **kwargs), greedy)
 
 
 class ShiftMixer(nn.Module):
