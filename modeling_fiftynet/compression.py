@@ -333,9 +333,30 @@ def compress_layers(
 
 def build_compressed_layers(model: nn.Module, compression: dict) -> None:
     """Replaces the layers `compression["layers"]` names (paths inside `model`) by compressed layers of the recorded
-    structure, with placeholder tensors: called in `__init__`, so that `from_pretrained` loads the stored ones."""
-    for name, spec in compression["layers"].items():
-        model.set_submodule(name, _empty_compressed_layer(model.get_submodule(name), spec))
+    structure, with placeholder tensors: called in `__init__`, so that `from_pretrained` loads the stored ones.
+
+    Raises:
+        ValueError: naming what `compression` (a `config.json` field) holds that no compression writes.
+    """
+    layers = compression.get("layers") if isinstance(compression, dict) else None
+    if not isinstance(layers, dict):
+        raise ValueError("config.compression must be the record a compression writes, with a 'layers' table")
+    for name, spec in layers.items():
+        method = spec.get("method") if isinstance(spec, dict) else None
+        if method not in COMPRESSION_METHODS:
+            raise ValueError(
+                f"config.compression: layer {name!r} has method {method!r}, not one of {', '.join(COMPRESSION_METHODS)}"
+            )
+        for size in {"dct": ("num_coefficients", "block_size"), "svd": ("rank",)}.get(method, ()):
+            if not (isinstance(spec.get(size), int) and spec[size] > 0):
+                raise ValueError(
+                    f"config.compression: layer {name!r} needs a positive integer {size}, got {spec.get(size)!r}"
+                )
+        try:
+            layer = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"config.compression names a layer {name!r} this model does not have") from None
+        model.set_submodule(name, _empty_compressed_layer(layer, spec))
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """FiftyNet model configuration."""
 
+import math
 import os
 from dataclasses import dataclass
 
+import torch
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 from .saving import staged_folder
 
@@ -165,7 +168,8 @@ class FiftyNetConfig(PreTrainedConfig):
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initializer of linear and embedding weights.
         use_cache (`bool`, defaults to `True`):
-            Whether the model returns its recurrent state (a `DynamicCache`, see `layer_types`) for incremental decoding.
+            Whether the model returns its decoding state (a `DynamicCache`, see `layer_types`) for incremental
+            decoding.
         tie_word_embeddings (`bool`, defaults to `True`):
             Whether the LM head shares the input embedding matrix.
         chunk_head_size (`int`, defaults to 0):
@@ -238,6 +242,10 @@ class FiftyNetConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = 258
 
     def __post_init__(self, **kwargs):
+        # transformers turns a dtype name into `getattr(torch, name)`, an AttributeError for a name torch lacks.
+        dtype = self.dtype if self.dtype is not None else kwargs.get("torch_dtype")
+        if isinstance(dtype, str) and not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"dtype={dtype!r} is not a torch dtype, e.g. 'float32' or 'bfloat16'")
         super().__post_init__(**kwargs)
         # Derived after the base init, which has already applied the `attribute_map` aliases.
         if self.intermediate_size is None:
@@ -292,6 +300,17 @@ class FiftyNetConfig(PreTrainedConfig):
                      "fourier_kernel_size", "fourier_modes", "adaptive_filter_count", "num_attention_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("rms_norm_eps", "layer_norm_epsilon", "rotary_base", "filter_decay_min", "filter_decay_max"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN fails both
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        if not (math.isfinite(self.initializer_range) and self.initializer_range >= 0):
+            raise ValueError(f"initializer_range must be a finite number >= 0, got {self.initializer_range}")
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r} is not an activation transformers knows (ACT2FN), e.g. 'silu', "
+                "'gelu', 'gelu_new', 'relu'"
+            )
         if self.position_encoding == "learned" and (self.max_position_embeddings or 0) < 1:
             raise ValueError(
                 "position_encoding='learned' needs max_position_embeddings, the size of its position table, got "

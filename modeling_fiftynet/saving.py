@@ -43,6 +43,7 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
     succeeded = False
     try:
         yield staged
+        give_default_modes(staged)
         with interrupts_held():
             move_into(staged, target)
         succeeded = True
@@ -50,6 +51,19 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staged, ignore_errors=True)
         if created and not succeeded and not any(target.iterdir()):
             target.rmdir()
+
+
+def give_default_modes(folder: Path) -> None:
+    """Gives the files and folders under `folder` the modes new files get in this process (0644 and 0755 under the
+    usual umask 022): safetensors writes its files readable by their owner only (0600), so a model saved on a
+    shared machine or in a container could not be read by another user."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
 
 
 def move_into(staged: Path, target: Path) -> None:

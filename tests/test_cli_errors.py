@@ -1,5 +1,6 @@
 """Bad input to the `fiftynet` commands: one line naming the problem on stderr, exit code 2, no traceback."""
 
+import json
 import subprocess
 import sys
 
@@ -186,6 +187,20 @@ def damage(model_dir, how: str) -> None:
         config.write_text(config.read_text().replace('"position_encoding": "none"', '"position_encoding": "bogus"'))
     elif how == "weights of another shape":
         config.write_text(config.read_text().replace('"vocab_size": 259', '"vocab_size": 300'))
+    elif how in CONFIG_VALUES:
+        field, value = CONFIG_VALUES[how]
+        config.write_text(json.dumps({**json.loads(config.read_text()), field: value}))
+
+
+# Values a hand-edited config.json may hold, each refused in one line (not NaN logits, a traceback, a silent default).
+CONFIG_VALUES = {
+    "NaN epsilon": ("rms_norm_eps", float("nan")),
+    "negative epsilon": ("rms_norm_eps", -1.0),
+    "unknown activation": ("hidden_act", "bogus"),
+    "unknown dtype": ("dtype", "bogus"),
+    "unknown compression": ("compression", {"layers": {"model.layers.0.mlp.up_proj": {"method": "zip"}}}),
+    "compression of a missing layer": ("compression", {"layers": {"model.layers.9.mlp": {"method": "int8"}}}),
+}
 
 
 @pytest.mark.parametrize(
@@ -195,6 +210,12 @@ def damage(model_dir, how: str) -> None:
         ("corrupt weights", "cannot be read (a truncated or corrupt safetensors file?)"),
         ("invalid config value", "position_encoding='bogus' is not one of"),
         ("weights of another shape", "do not have the shape its config describes, e.g. model.embed_tokens.weight"),
+        ("NaN epsilon", "rms_norm_eps must be a positive finite number, got nan"),
+        ("negative epsilon", "rms_norm_eps must be a positive finite number, got -1.0"),
+        ("unknown activation", "hidden_act='bogus' is not an activation transformers knows"),
+        ("unknown dtype", "dtype='bogus' is not a torch dtype"),
+        ("unknown compression", "layer 'model.layers.0.mlp.up_proj' has method 'zip', not one of dct, svd, int8"),
+        ("compression of a missing layer", "names a layer 'model.layers.9.mlp' this model does not have"),
     ],
 )
 @pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["eval"]], ids=["generate", "eval"])
@@ -203,6 +224,19 @@ def test_a_damaged_model_folder_is_named_in_one_line(command, how, message, tmp_
     damage(model_dir, how)
     error = fails_with([command[0], "--model", str(model_dir), *command[1:]], capsys)
     assert f"cannot load model {model_dir}: " in error and message in error
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["eval"]], ids=["generate", "eval"])
+def test_a_model_folder_without_its_tokenizer_is_not_paired_with_the_byte_tokenizer(command, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    config = FiftyNetConfig(hidden_size=16, num_hidden_layers=1, vocab_size=300)
+    FiftyNetForCausalLM(config).save_pretrained(model_dir)
+    error = fails_with([command[0], "--model", str(model_dir), *command[1:]], capsys)
+    assert f"{model_dir} holds no tokenizer files, and its vocabulary of 300 ids is not the byte tokenizer's" in error
+    # Named, the byte tokenizer is the user's choice; a byte-vocabulary folder needs no tokenizer files.
+    cli.main([command[0], "--model", str(model_dir), "--tokenizer", "byte", *command[1:]])
+    FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1)).save_pretrained(tmp_path / "bytes")
+    cli.main([command[0], "--model", str(tmp_path / "bytes"), *command[1:]])
 
 
 @pytest.mark.parametrize("name", ["./missing-model", "runs/today/model", "~/missing-model"])

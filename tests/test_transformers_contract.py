@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -313,6 +314,19 @@ def test_a_failed_write_leaves_the_folder_as_it_was_and_nothing_beside_it(tmp_pa
     with pytest.raises(NotADirectoryError, match="is not a folder"):
         with staged_folder(tmp_path / "file"):
             pass
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_saved_model_has_the_modes_of_the_users_other_files(tmp_path, umask):
+    """safetensors writes its files for their owner only (0600): another user of a shared machine or container could
+    not read the weights beside a readable config."""
+    previous = os.umask(umask)
+    try:
+        tiny_model().save_pretrained(tmp_path / "model")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "model").iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def test_saves_that_write_no_weights_or_other_weights_keep_the_weights_there(tmp_path):

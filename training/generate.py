@@ -45,10 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     check_vocabulary(tokenizer, model.config)
     inputs = tokenizer(args.prompt, return_tensors="pt").to(model.device)
     sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    # Ids past the tokenizer's (a vocabulary padded for speed, or a tokenizer chosen by hand) have no text.
+    textless = list(range(len(tokenizer), model.config.vocab_size))
     with torch.no_grad():
         model.generate(
             **inputs,
             **(sampling if args.temperature > 0 else dict(do_sample=False)),
+            suppress_tokens=textless or None,
             max_new_tokens=args.max_new_tokens,
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
             streamer=TextStreamer(tokenizer, skip_special_tokens=True),

@@ -5,6 +5,7 @@ transformers `PreTrainedTokenizerFast` folder, which `fiftynet train --tokenizer
 """
 
 import argparse
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -49,10 +50,27 @@ def from_pretrained(loader: Callable, name_or_path: str, what: str, **kwargs):
         raise UsageError(f"cannot load {what} {name_or_path}: {message.strip()}") from None
 
 
+# Files a saved tokenizer leaves in its folder (transformers' fast and slow tokenizers, SentencePiece).
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.json", "tokenizer.model")
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """`"byte"` for `FiftyNetByteTokenizer`, else a tokenizer folder or Hub id."""
+    """`"byte"` for `FiftyNetByteTokenizer`, else a tokenizer folder or Hub id.
+
+    Raises:
+        UsageError: for a model folder without tokenizer files whose vocabulary is not the byte tokenizer's: the
+            Auto classes would pair it with the byte tokenizer (FiftyNet's default), and its ids would be garbage.
+    """
     if name_or_path == "byte":
         return FiftyNetByteTokenizer()
+    folder = Path(name_or_path).expanduser()
+    if (folder / "config.json").is_file() and not any((folder / name).exists() for name in TOKENIZER_FILES):
+        vocab_size = json.loads((folder / "config.json").read_text()).get("vocab_size")
+        if vocab_size != len(FiftyNetByteTokenizer()):
+            raise UsageError(
+                f"{name_or_path} holds no tokenizer files, and its vocabulary of {vocab_size} ids is not the byte "
+                "tokenizer's: pass the tokenizer it was trained with (--tokenizer NAME_OR_FOLDER), or save it there"
+            )
     return from_pretrained(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
 
 
