@@ -40,7 +40,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
+from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
 from fiftynet.training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
 from fiftynet.training.errors import UsageError, refuse_non_empty
 from fiftynet.training.evaluation import collate_blocks, evaluate_blocks, evaluate_text
@@ -422,7 +422,7 @@ def save_student(student: FiftyNetForCausalLM, tokenizer, report: ConversionRepo
         for key, name in (("perplexity", "Perplexity"), ("bits_per_byte", "Bits per byte"))
     ]
     record = CardRecord(
-        model_name=Path(args.out).resolve().name, training_summary=summary, measurements=measurements,
+        model_name=run_model_name(args.out), training_summary=summary, measurements=measurements,
         base_model=hub_model_id(args.teacher), datasets=[args.dataset_name] if args.dataset_name else [],
         num_parameters=student.num_parameters(),
     )

@@ -47,6 +47,16 @@ def hub_model_id(name_or_path: str | Path | None) -> str | None:
     return str(name_or_path)
 
 
+SNIPPET_PROMPT = "In the beginning"
+
+
+def run_model_name(run_folder: str | Path) -> str:
+    """The name a card gives the model of a run folder (`RUN/model`, where `fiftynet train`, `convert` and
+    `chunk-head` save it): `from_pretrained` loads it from beside the run folder, and no absolute path of the
+    user's machine goes into the card. `fiftynet push` names the repository instead."""
+    return f"{Path(run_folder).resolve().name}/model"
+
+
 def source_name(name_or_path: str | Path) -> str:
     """How a card's text names the model another was made from: its Hub id, else the name its own card gives it, else
     its folder's name; never a local path, which a public card would leak."""
@@ -223,6 +233,9 @@ def build_model_card(
     )
     results = f"| Evaluation text | Metric | Value |\n|---|---|---|\n{results}" if measurements else "None recorded."
     base = f"\nBase model: [{base_model}](https://huggingface.co/{base_model}).\n" if base_model else ""
+    # The snippet stays within a length limit (learned positions): its prompt is at most one token per byte.
+    limit = getattr(config, "max_position_embeddings", None)
+    new_tokens = max(1, min(100, limit - len(SNIPPET_PROMPT.encode()))) if limit else 100
     body = f"""
 # {model_name}
 
@@ -246,8 +259,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 model = AutoModelForCausalLM.from_pretrained("{model_name}", trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained("{model_name}", trust_remote_code=True)
-inputs = tokenizer("In the beginning", return_tensors="pt")
-outputs = model.generate(**inputs, max_new_tokens=100, do_sample=True, top_k=50)
+inputs = tokenizer("{SNIPPET_PROMPT}", return_tensors="pt")
+outputs = model.generate(**inputs, max_new_tokens={new_tokens}, do_sample=True, top_k=50)
 print(tokenizer.decode(outputs[0], skip_special_tokens=True))
 ```
 

@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedM
 
 from fiftynet.conversion import compress, convert
 from fiftynet.conversion.teacher import build_teacher
-from fiftynet.hub_cards.card import CardRecord
+from fiftynet.hub_cards.card import SNIPPET_PROMPT, CardRecord
 from fiftynet.training import train
 from fiftynet.training.corpus import load_corpus
 from fiftynet.training.tokenizer import train_bpe
@@ -160,7 +160,7 @@ def test_every_kind_of_saved_folder_carries_its_card(saved_folders):
         assert {result.metric_type for result in card.data.eval_results} == {"perplexity", "bits_per_byte"}
     compressed = ModelCard.load(saved_folders["compressed"][0] / "README.md").text
     # The source is named, and the story of its own card is kept.
-    assert "of the local model `trained`: 5 Linear layers" in compressed
+    assert "of the local model `trained/model`: 5 Linear layers" in compressed
     assert "The dense model: `fiftynet train`" in compressed and str(saved_folders["trained"][0]) not in compressed
     converted = ModelCard.load(saved_folders["converted"][0] / "README.md")
     assert "the local model `teacher`" in converted.text and "| end_to_end |" in converted.text
@@ -203,3 +203,15 @@ def test_a_folder_saved_by_the_oldest_supported_transformers_loads_here(tmp_path
         """,
         cwd=tmp_path,
     )
+
+
+def test_every_cards_snippet_runs_as_written_from_where_the_command_ran(saved_folders):
+    """Each card's "Use" snippet, exactly as written, in the folder the commands wrote their outputs into (their
+    working directory, given relative output folders), where this package cannot be imported."""
+    root = {folder.parent if folder.name != "model" else folder.parent.parent for folder, _ in saved_folders.values()}
+    assert len(root) == 1
+    snippets = [re.search(r"```python\n(.*?)```", ModelCard.load(folder / "README.md").text, flags=re.S).group(1)
+                for folder, _ in saved_folders.values()]
+    printed = run_isolated("\n".join(snippets), cwd=root.pop()).stdout
+    assert printed.count(SNIPPET_PROMPT) == len(snippets), printed  # each prints its prompt and continuation
+

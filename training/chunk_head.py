@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, Trainer, set_seed
 
-from fiftynet.hub_cards.card import CardRecord, source_name
+from fiftynet.hub_cards.card import CardRecord, run_model_name, source_name
 from modeling_fiftynet import FiftyNetConfig
 from modeling_fiftynet.modeling_fiftynet import FiftyNetChunkHead
 from modeling_fiftynet.saving import staged_folder
@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
             f"{'yes' if decoding['identical_to_greedy'] else 'NO'}."
         )
         if record is None:
-            record = CardRecord(output_dir.resolve().name, summary, [])
+            record = CardRecord(run_model_name(output_dir), summary, [])
         else:
+            record.model_name = run_model_name(output_dir)  # the snippet loads this folder, not the source
             record.training_summary = f"{record.training_summary} Then {summary}"
         record.num_parameters = model.num_parameters()
         with staged_folder(model_dir) as folder:  # moved into place whole

@@ -34,7 +34,7 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 from transformers.trainer_utils import get_last_checkpoint
 
-from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, source_name
+from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 
@@ -350,7 +350,7 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
                               ("accuracy", "Next-token accuracy"))
         ]
         CardRecord(
-            output_dir.resolve().name, summary, measurements, base_model=hub_model_id(script.model),
+            run_model_name(output_dir), summary, measurements, base_model=hub_model_id(script.model),
             datasets=[script.dataset_name] if script.dataset_name else [], num_parameters=model.num_parameters(),
         ).save(folder, model.config)
     (output_dir / "metrics.json").write_text(json.dumps(
