@@ -61,6 +61,10 @@ def check_folder(folder: Path, files: list[Path], base_model: str | None) -> Non
     names = {path.as_posix() for path in files}
     if "config.json" not in names:
         hint = "; fiftynet train saves it in OUTPUT_DIR/model" if (folder / "model" / "config.json").is_file() else ""
+        if "adapter_config.json" in names:
+            merged = folder.parent / "model"
+            hint = (f"; it is a LoRA adapter: push the merged model, {merged}" if (merged / "config.json").is_file()
+                    else "; it is a LoRA adapter: push a model merged with it")
         raise UsageError(f"{folder} holds no saved model (no config.json){hint}")
     pickled = sorted(name for name in names if name.endswith(PICKLE_SUFFIXES))
     if pickled:

@@ -17,8 +17,7 @@ What differs between the admitted releases (transformers 5.17 to 5.25), each han
   `Cache.get_recurrent_states_to_keep` (`FiftyNetMixerState.activate_past_recording`).
 - `generate()` hands its generation-mode arguments (`tokenizer`, `assistant_tokenizer`) on to `forward` with the
   model inputs (`GENERATION_ONLY_KWARGS`).
-- Some releases pass `crop` a 0-d tensor, or the length to keep (a positive count) instead of the number of tokens to
-  remove (`FiftyNetMixerState.crop`).
+- Some releases pass `crop` the number of tokens to remove as a 0-d tensor (`FiftyNetMixerState.crop`).
 """
 
 from collections.abc import Callable
@@ -182,9 +181,9 @@ class FiftyNetMixerState(CacheLayerMixin):
         self.record_past = True
 
     def crop(self, tokens_to_remove: int) -> None:
-        """Forgets the last `-tokens_to_remove` tokens (a negative count, as in transformers' caches; a positive value
-        is the length to keep, as in older releases). Only tokens fed while recording the past, since recording
-        started or since the last crop, can be removed; a crop of 0 tokens keeps everything and forgets the replays."""
+        """Forgets the last `-tokens_to_remove` tokens (a negative count, as transformers' cache layers take it).
+        Only tokens fed while recording the past, since recording started or since the last crop, can be removed; a
+        crop of 0 tokens keeps everything and forgets the replays."""
         remove = self.removable(tokens_to_remove)
         self.seq_length -= remove
         cut_into = []  # the call the crop ends in, which can still be cut further; older calls are forgotten
@@ -200,7 +199,12 @@ class FiftyNetMixerState(CacheLayerMixin):
     def removable(self, tokens_to_remove: int) -> int:
         """The number of tokens `crop(tokens_to_remove)` removes; raises a `ValueError` if it cannot remove them."""
         tokens_to_remove = int(tokens_to_remove)  # some transformers releases pass a 0-d tensor
-        remove = -tokens_to_remove if tokens_to_remove <= 0 else max(self.seq_length - tokens_to_remove, 0)
+        if tokens_to_remove > 0:  # the length to keep, refused by transformers' own layers since 5.18
+            raise ValueError(
+                "crop takes minus the number of tokens to remove, as transformers' cache layers do, got "
+                f"{tokens_to_remove}"
+            )
+        remove = -tokens_to_remove
         if remove and not self.record_past:
             raise ValueError(
                 "A FiftyNet state summarises the whole past and forgets tokens only while it records the past: call "
@@ -222,6 +226,7 @@ class FiftyNetMixerState(CacheLayerMixin):
     def reset(self) -> None:
         self.tensors = {}
         self.seq_length = 0
+        self.architecture = None
         self._pending_replays, self._recorded_calls = {}, []
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
@@ -241,18 +246,23 @@ def is_mixer_state(layer) -> bool:
     return getattr(layer, "_layer_type", None) == MIXER_STATE_LAYER_TYPE
 
 
+def fill_empty_cache(cache: Cache, config: FiftyNetConfig) -> None:
+    """Gives a cache without layers (`DynamicCache()`, made without a config) the layers of a model of `config`, as
+    transformers' own models fill such a cache on first use."""
+    if not cache.layers:
+        cache.layers.extend(DynamicCache(config=config).layers)
+
+
 def check_cache(cache: Cache, config: FiftyNetConfig, batch_size: int) -> None:
     """Raises a `ValueError` naming the difference if `cache` does not fit a model of `config` and inputs of
-    `batch_size` sequences. A `DynamicCache()` made without a config, and still empty, gets the model's layers, as
-    transformers' own models fill such a cache on first use.
+    `batch_size` sequences. A cache without layers gets the model's (`fill_empty_cache`).
     """
     layer_types = config.layer_types
     if not isinstance(cache, Cache):
         raise ValueError(
             f"The cache must be a transformers Cache, DynamicCache(config=model.config), got {type(cache).__name__}"
         )
-    if not cache.layers:
-        cache.layers.extend(DynamicCache(config=config).layers)
+    fill_empty_cache(cache, config)
     if len(cache.layers) != len(layer_types):
         raise ValueError(
             f"The cache has {len(cache.layers)} layers but this model has {len(layer_types)}: pass the cache this "
@@ -295,8 +305,8 @@ def check_cache(cache: Cache, config: FiftyNetConfig, batch_size: int) -> None:
     lengths = [int(layer.get_seq_length()) for layer in cache.layers]
     if len(set(lengths)) > 1:
         raise ValueError(
-            f"The cache's layers hold different numbers of tokens ({lengths}), as a crop that failed part-way leaves "
-            "them: pass a cache this model returned."
+            f"The cache's layers hold different numbers of tokens ({lengths}), as a crop that failed part-way "
+            "leaves them: pass a cache this model returned."
         )
 
 

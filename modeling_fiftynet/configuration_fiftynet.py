@@ -259,6 +259,13 @@ class FiftyNetConfig(PreTrainedConfig):
 
     def __setattr__(self, name, value):
         name = self.attribute_map.get(name, name)
+        if name == "layer_types":  # derived from mixer_types (a config.json may still hold it)
+            if value is not None and "mixer_types" in self.__dict__ and list(value) != self.layer_types:
+                raise ValueError(
+                    f"layer_types={value} does not follow mixer_types={self.mixer_types}, from which FiftyNet derives "
+                    "it: set mixer_types"
+                )
+            return
         if name == "mixer_types":
             if value is None:
                 value = [self.mixer_type] * self.num_hidden_layers

@@ -26,7 +26,15 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import can_return_tuple, logging
 
-from .cache_fiftynet import CACHE_NAME, FiftyNetMixerState, check_cache, check_extra_kwargs, is_mixer_state, one_cache
+from .cache_fiftynet import (
+    CACHE_NAME,
+    FiftyNetMixerState,
+    check_cache,
+    check_extra_kwargs,
+    fill_empty_cache,
+    is_mixer_state,
+    one_cache,
+)
 from .compression import build_compressed_layers
 from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, MIXERS, FiftyNetConfig
 from .generation_fiftynet import FiftyNetChunkHeadGenerationMixin
@@ -961,6 +969,11 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
         batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if seq_len == 0:
             raise ValueError("The input sequence is empty: FiftyNet needs at least one token.")
+        if self.config.num_hidden_layers > len(self.layers):
+            raise ValueError(
+                f"config.num_hidden_layers={self.config.num_hidden_layers} exceeds the {len(self.layers)} blocks this "
+                "model was built with (it may only be lowered, as for early exit)"
+            )
         if cache is not None:
             check_cache(cache, self.config, batch_size)
         past_len = cache.get_seq_length() if cache is not None else 0
@@ -1131,7 +1144,8 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
     # What FiftyNet still takes from transformers' private API, tested under every admitted release (5.17.0, 5.18.0,
     # 5.19.0, 5.20.2, 5.21.1, 5.22.2, 5.23.0, 5.24.0, 5.25.0 by .ci/run):
     # - `_prepare_cache_for_generation` (extended below, transformers' own still builds the cache): no public hook
-    #   tells a model how `generate()` will use a cache it is given, or lets it refuse a cache implementation;
+    #   tells a model how `generate()` will use a cache it is given, or lets it refuse a cache implementation or an
+    #   early exit it cannot run;
     # - `MODEL_FOR_CAUSAL_LM_MAPPING_NAMES` / `MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES` (end of this file),
     #   which the Trainer (label smoothing) and the pipelines read by class name, and which `AutoModel*.register`
     #   does not fill.
@@ -1140,17 +1154,28 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
     def _prepare_cache_for_generation(
         self, generation_config, model_kwargs: dict, generation_mode, *args, **kwargs
     ) -> None:
-        # A cache the user passed under the other name (`cache=` before transformers 5.24, which would otherwise
-        # forward it beside a new one) goes under the name this release passes to `forward`.
-        if generation_config.cache_implementation not in (None, "dynamic", "offloaded"):
+        if generation_config.cache_implementation not in (None, "dynamic"):
+            # Static and quantized caches have no layer for a spectral state; offloading moves keys and values in
+            # `Cache.update`, which FiftyNet's attention does not call (it updates its own layer).
             raise ValueError(
                 f"cache_implementation={generation_config.cache_implementation!r} is not supported: FiftyNet's layers "
-                "keep their state in a DynamicCache (cache_implementation 'dynamic', the default, or 'offloaded')"
+                "keep their state in a DynamicCache (cache_implementation='dynamic', the default)"
             )
+        early_exit = generation_config.assistant_early_exit
+        if early_exit is not None and not 0 < early_exit <= len(self.model.layers):
+            # transformers lowers config.num_hidden_layers to it, and leaves it so when drafting fails.
+            raise ValueError(
+                f"assistant_early_exit={early_exit} must lie between 1 and {len(self.model.layers)}: the number "
+                f"of this model's {len(self.model.layers)} blocks that draft"
+            )
+        # A cache the user passed under the other name (`cache=` before transformers 5.24, which would otherwise
+        # forward it beside a new one) goes under the name this release passes to `forward`.
         other_name = "past_key_values" if CACHE_NAME == "cache" else "cache"
         if model_kwargs.get(other_name) is not None:
             model_kwargs[CACHE_NAME] = one_cache(model_kwargs.get(CACHE_NAME), model_kwargs.pop(other_name))
         cache = model_kwargs.get(CACHE_NAME)
+        if isinstance(cache, Cache):
+            fill_empty_cache(cache, self.config)  # its layers must exist when transformers starts their recording
         rolls_back = generation_config.is_assistant or generation_mode == GenerationMode.ASSISTED_GENERATION
         if cache is not None and not rolls_back:
             # Assisted generation hands its cache back still recording how to roll back; nothing will be rolled back

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
@@ -27,6 +28,7 @@ def test_lora_fine_tunes_saves_reloads_merges_and_generates(tmp_path, capsys):
     losses = [entry["loss"] for entry in log if "loss" in entry]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1, losses
 
+    assert not (out / "adapter" / "training_args.bin").exists(), "the adapter folder holds safetensors only"
     adapter = load_file(out / "adapter" / "adapter_model.safetensors")
     assert {"in_proj", "out_proj", "gate_proj", "up_proj", "down_proj"} <= {
         name.split(".")[-3] for name in adapter if "lora_A" in name}
@@ -42,6 +44,8 @@ def test_lora_fine_tunes_saves_reloads_merges_and_generates(tmp_path, capsys):
         assert not torch.allclose(original(probe).logits, merged(probe).logits, atol=1e-3), "weights changed"
         assert torch.allclose(reloaded.merge_and_unload()(probe).logits, merged(probe).logits, atol=1e-4)
 
-    capsys.readouterr()
+    with pytest.raises(SystemExit):  # no network call: the folder is refused first
+        cli.main(["push", "--model", str(out / "adapter"), "--repo-id", "alice/lora"])
+    assert f"it is a LoRA adapter: push the merged model, {out / 'model'}" in capsys.readouterr().err
     cli.main(["generate", "--model", str(out / "adapter"), "--prompt", "And God", "--max-new-tokens", "10"])
     assert capsys.readouterr().out.startswith("And God")

@@ -65,7 +65,9 @@ def test_crop_refuses_what_it_cannot_undo_and_forgets_what_it_no_longer_needs():
             cache.crop(-1)
         for _ in range(5):
             model(random_ids(1, 1), cache=cache)
-        cache.crop(15)  # a positive value is the length to keep, as in older transformers releases
+        with pytest.raises(ValueError, match="crop takes minus the number of tokens to remove"):
+            cache.crop(15)  # the length to keep, which transformers' own layers refuse since 5.18
+        cache.crop(-1)
         assert cache.get_seq_length() == 15
         model(random_ids(1, 1), cache=cache)
         cache.layers[0].record_past = False  # how transformers stops recording: the replays go with it

@@ -4,6 +4,8 @@ their embeddings, float32 filters whatever dtype a model is built in, pre-shifte
 mismatched weights, the arguments `generate()` hands on to `forward`, the 5.25 rollback protocol, the cache
 `generate()` builds itself from `config.layer_types`, and a mixer table that a new mixer joins with one row."""
 
+import json
+
 import pytest
 import torch
 from test_modeling import ALL_VARIANTS, cache_of, random_ids, tiny_config, tiny_model, variant_id
@@ -153,15 +155,52 @@ def test_generate_builds_transformers_cache_from_the_layer_types():
     assert [type(layer) for layer in cache.layers] == [FiftyNetMixerState, DynamicLayer, FiftyNetMixerState]
 
 
-def test_cache_implementations_dynamic_and_offloaded_and_a_static_one_refused_by_name():
+def test_the_dynamic_cache_implementation_and_the_others_refused_by_name():
+    """Static and quantized caches have no layer for a spectral state, and offloading would silently not happen
+    (transformers offloads in `Cache.update`, which FiftyNet's attention does not call)."""
     model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
     ids, kwargs = random_ids(1, 6), dict(max_new_tokens=8, do_sample=False, pad_token_id=256)
-    greedy = model.generate(ids, **kwargs)
-    for implementation in ("dynamic", "offloaded"):
-        assert torch.equal(model.generate(ids, cache_implementation=implementation, **kwargs), greedy)
-    for implementation in ("static", "sliding_window", "quantized"):
+    assert torch.equal(model.generate(ids, cache_implementation="dynamic", **kwargs), model.generate(ids, **kwargs))
+    for implementation in ("static", "sliding_window", "quantized", "offloaded"):
         with pytest.raises(ValueError, match=f"cache_implementation='{implementation}' is not supported"):
             model.generate(ids, cache_implementation=implementation, **kwargs)
+
+
+def test_an_empty_dynamic_cache_serves_assisted_generation():
+    """transformers starts the recording of a cache it is given before the prefill: the layers must exist by then."""
+    model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
+    assistant = tiny_model(seed=4, num_hidden_layers=2, mixer_types=["attention", "spectral_conv"],
+                           position_encoding="rope")
+    ids, kwargs = random_ids(1, 7), dict(max_new_tokens=10, do_sample=False, pad_token_id=256)
+    assisted = model.generate(ids, cache=DynamicCache(), assistant_model=assistant, **kwargs)
+    assert torch.equal(assisted, model.generate(ids, **kwargs))
+
+
+def test_an_early_exit_past_the_last_block_is_refused_and_leaves_the_model_as_it_was():
+    """transformers lowers `config.num_hidden_layers` to the exit while drafting, and leaves it so if drafting fails;
+    a config that claims more blocks than were built is refused by name, not read as a damaged cache."""
+    model = tiny_model()  # 2 blocks of one mixer: `mixer_types` would follow a larger num_hidden_layers
+    ids, kwargs = random_ids(1, 7), dict(max_new_tokens=6, do_sample=False, pad_token_id=256)
+    with pytest.raises(ValueError, match="assistant_early_exit=5 must lie between 1 and 2"):
+        model.generate(ids, assistant_early_exit=5, **kwargs)
+    assert model.config.num_hidden_layers == 2
+    assert torch.equal(model.generate(ids, assistant_early_exit=1, **kwargs), model.generate(ids, **kwargs))
+    model.config.num_hidden_layers = 3
+    with pytest.raises(ValueError, match="num_hidden_layers=3 exceeds the 2 blocks this model was built with"):
+        model(ids)
+
+
+def test_a_config_json_may_hold_the_layer_types_it_derives(tmp_path):
+    model = tiny_model(num_hidden_layers=2, mixer_types=["attention", "spectral_conv"], position_encoding="rope")
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for layer_types in (model.config.layer_types, ["full_attention", "full_attention"]):
+        (tmp_path / "config.json").write_text(json.dumps({**config, "layer_types": layer_types}))
+        if layer_types == model.config.layer_types:
+            assert FiftyNetForCausalLM.from_pretrained(tmp_path).config.layer_types == layer_types
+        else:
+            with pytest.raises(ValueError, match="does not follow mixer_types"):
+                FiftyNetForCausalLM.from_pretrained(tmp_path)
 
 
 def test_the_package_and_a_folder_loaded_as_remote_code_share_the_cache_layer_type(tmp_path, monkeypatch):

@@ -320,6 +320,7 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
     if isinstance(model, PeftModel):
         with writable(output_dir / "adapter", writer) as adapter_dir:
             trainer.save_model(str(adapter_dir))
+            (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # pickled: see below
         model = model.merge_and_unload()
     with writable(model_dir, writer) as folder:
         if model is trainer.model:
