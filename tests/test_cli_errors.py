@@ -55,6 +55,15 @@ def test_text_shorter_than_one_block(tmp_path, capsys):
     assert "the training text has 9 tokens, fewer than one block of 32" in error
 
 
+@pytest.mark.parametrize("text", ["a", "abc", "x" * 40])
+def test_a_text_too_short_to_split_names_its_own_size(text, tmp_path, capsys):
+    """Without --validation_data a block is held out first: what is left is not the text's size (it was "0 tokens")."""
+    (tmp_path / "short.txt").write_text(text)
+    error = fails_with(["train", "--data", str(tmp_path / "short.txt"), "--block_size", "32", "--output_dir",
+                        str(tmp_path / "run")], capsys)
+    assert f"the text has {len(text)} token(s), too few for a training block of 32 and 32 held out" in error
+
+
 def save_tiny_model(tmp_path, vocab_size: int = 259):
     model_dir = tmp_path / "model"
     special_ids = {} if vocab_size > 258 else dict(pad_token_id=0, bos_token_id=None, eos_token_id=None)
@@ -143,6 +152,7 @@ def test_overwrite_output_dir_replaces_an_earlier_model(tmp_path, capsys):
         (["compress", "--sequence_length", "0"], "argument --sequence_length/--sequence-length: must be at least 1"),
         (["eval", "--block_size", "0"], "argument --block_size/--block-size: must be at least 1, got 0"),
         (["generate", "--prompt", ""], "--prompt is empty: the model needs at least one token to continue"),
+        (["generate", "--prompt", "ab\udcff"], "--prompt holds bytes that are not UTF-8 text"),
         (["generate", "--max_new_tokens", "0"], "--max_new_tokens must be at least 1, got 0"),
         (["generate", "--temperature", "-1"], "--temperature must be 0 (greedy) or positive, got -1.0"),
         (["generate", "--top_p", "1.5"], "--top_p must lie in (0, 1], got 1.5"),

@@ -157,6 +157,11 @@ def prepare_data(
     train_ids = token_stream(texts.train, tokenizer)
     if texts.validation is None:
         held_out = max(block_size, int(validation_fraction * len(train_ids)))
+        if len(train_ids) < held_out + block_size:
+            raise UsageError(
+                f"the text has {len(train_ids)} token(s), too few for a training block of {block_size} and "
+                f"{held_out} held out for validation: use a longer text, a smaller --block_size or --validation_data"
+            )
         train_ids, validation_ids = train_ids[:-held_out], train_ids[-held_out:]
         ratio = tokens_per_byte(texts.train, len(train_ids) + len(validation_ids))
     else:

@@ -15,6 +15,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     """Refuses sampling settings that generate() would misread or ignore."""
     if not args.prompt:
         raise UsageError("--prompt is empty: the model needs at least one token to continue")
+    try:
+        args.prompt.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the locale could not decode reach Python as lone surrogates
+        raise UsageError("--prompt holds bytes that are not UTF-8 text: pass the prompt as UTF-8") from None
     if args.max_new_tokens < 1:
         raise UsageError(f"--max_new_tokens must be at least 1, got {args.max_new_tokens}")
     if args.temperature < 0:
