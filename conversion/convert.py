@@ -38,7 +38,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
 from fiftynet.training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
@@ -291,7 +290,11 @@ def end_to_end_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausal
         kl_weight=args.kl_weight, lm_weight=args.lm_weight, temperature=args.temperature,
     )
     resumable = args.resume and Path(training_args.output_dir).is_dir()
-    checkpoint = get_last_checkpoint(training_args.output_dir) if resumable else None
+    checkpoint, passed_over = (train.newest_complete_checkpoint(Path(training_args.output_dir)) if resumable
+                               else (None, []))
+    if checkpoint is None and passed_over:
+        print(f"no checkpoint in {training_args.output_dir} can be continued from ({passed_over[0][0]}: "
+              f"{passed_over[0][1]}); this stage starts over", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     if args.lora:
         student = model.merge_and_unload()

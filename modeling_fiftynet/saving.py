@@ -7,13 +7,16 @@ weight files of the same kind that this save did not write (stale shards) are re
 staged folder is removed. Renames never copy data, and SIGINT/SIGTERM are held while they run, so the moment when
 the folder mixes two saves lasts a few system calls. The staged folder lives inside `target`, so `target` itself is
 never renamed: it may be the working directory, a mount point (a container volume) or reached through a symlink. A
-process killed while writing leaves a hidden `.fiftynet-partial-*` folder in `target`, which loading ignores.
+process killed while writing leaves a hidden `.fiftynet-partial-HOST-PID-*` folder in `target`, which loading
+ignores and the next save into `target` removes once no process PID runs on HOST (a folder of another machine sharing
+the file system, or of a running save, is left alone).
 """
 
 import os
 import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -39,7 +42,8 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
         raise NotADirectoryError(f"{target} exists and is not a folder")
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+    remove_abandoned_stages(target)
+    staged = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=target))
     succeeded = False
     try:
         yield staged
@@ -51,6 +55,26 @@ def staged_folder(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(staged, ignore_errors=True)
         if created and not succeeded and not any(target.iterdir()):
             target.rmdir()
+
+
+def remove_abandoned_stages(target: Path) -> None:
+    """Removes the staged folders in `target` of saves on this machine whose process no longer runs (killed while
+    writing: their files never became part of `target`)."""
+    prefix = f"{STAGING_PREFIX}{socket.gethostname()}-"
+    for staged in target.glob(f"{prefix}*"):
+        pid = staged.name[len(prefix):].split("-", 1)[0]
+        if staged.is_dir() and pid.isdigit() and not process_runs(int(pid)):
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # no signal is sent: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
 
 
 def give_default_modes(folder: Path) -> None:

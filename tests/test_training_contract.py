@@ -163,6 +163,23 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_by_name(damage, tmp_path, te
     run_fails(base, f"{path} cannot be read.*the checkpoint is incomplete")
 
 
+def test_a_resume_passes_over_a_checkpoint_a_kill_left_incomplete_and_says_so(tmp_path, text_file, capsys):
+    save_checkpoint_run(tmp_path, text_file, extra=("--max_steps", "4", "--logging_steps", "1"))  # kept on resume
+    run = tmp_path / "run"
+    weights = run / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # killed while writing it
+    capsys.readouterr()
+    train.main(["--data", str(text_file), "--max_steps", "6", "--output_dir", str(run), "--resume", str(run), *TINY])
+    said = capsys.readouterr().err
+    assert f"{run / 'checkpoint-4'} cannot be continued from ({weights} cannot be read" in said
+    assert f"resuming from {run / 'checkpoint-2'}, the newest complete checkpoint" in said
+    log = json.loads((run / "metrics.json").read_text())["log_history"]
+    assert [entry["step"] for entry in log if "loss" in entry] == [1, 2, 3, 4, 5, 6]  # 1-2 from checkpoint-2
+    (run / "checkpoint-2" / "trainer_state.json").write_text("{")
+    run_fails(["--data", str(text_file), "--output_dir", str(run), "--resume", str(run), *TINY],
+              "none of its checkpoints can be continued from .*checkpoint-4")
+
+
 def test_a_non_empty_output_dir_is_refused_unless_resumed_or_overwritten(tmp_path, text_file):
     quickstart_like = tmp_path / "quickstart"
     quickstart_like.mkdir()

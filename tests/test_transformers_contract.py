@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -314,6 +315,27 @@ def test_a_failed_write_leaves_the_folder_as_it_was_and_nothing_beside_it(tmp_pa
     with pytest.raises(NotADirectoryError, match="is not a folder"):
         with staged_folder(tmp_path / "file"):
             pass
+
+
+def test_the_staged_folder_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
+    target = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal
+        from modeling_fiftynet.saving import staged_folder
+        with staged_folder({str(target)!r}) as staged:
+            (staged / "model.safetensors").write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        """)])
+    assert killed.returncode == -signal.SIGKILL
+    (abandoned,) = [path.name for path in target.iterdir()]
+    host = socket.gethostname()
+    assert abandoned.startswith(f".fiftynet-partial-{host}-")
+    others = [f".fiftynet-partial-{host}-{os.getpid()}-running", ".fiftynet-partial-otherhost-1-shared"]
+    for name in others:
+        (target / name).mkdir()
+    with staged_folder(target) as staged:
+        (staged / "notes.txt").write_text("kept")
+    assert sorted(path.name for path in target.iterdir()) == sorted([*others, "notes.txt"])
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])

@@ -142,43 +142,72 @@ def parse_arguments(argv: list[str] | None) -> tuple[TrainScriptArguments, LoraA
         raise UsageError(" ".join(str(error).split())) from None
 
 
-def find_checkpoint(path: str) -> str:
-    """`path` if it is a checkpoint, else the latest `checkpoint-N` inside it."""
+def find_checkpoint(path: str, weights_only: bool) -> str:
+    """`path` if it is a checkpoint, else the newest complete `checkpoint-N` inside it (see
+    `newest_complete_checkpoint`)."""
     folder = Path(path)
     if (folder / "trainer_state.json").is_file():
         return str(folder)
-    latest = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    latest, passed_over = newest_complete_checkpoint(folder, weights_only) if folder.is_dir() else (None, [])
+    if latest is None and passed_over:
+        newest, problem = passed_over[0]
+        raise UsageError(f"--resume {path}: none of its checkpoints can be continued from ({newest}: {problem})")
     if latest is None:
         raise UsageError(f"--resume {path}: no checkpoint there (expected a checkpoint-N folder, or a folder holding "
                          "them such as a previous --output_dir)")
     return latest
 
 
+def newest_complete_checkpoint(folder: Path, weights_only: bool = False) -> tuple[str | None, list[tuple[Path, str]]]:
+    """The newest `checkpoint-N` in `folder` a run can continue from (None if none can), and the newer ones passed
+    over with their problem (a process killed while writing a checkpoint leaves it incomplete); says on stderr which
+    it passed over."""
+    steps = {path: int(path.name.split("-", 1)[1]) for path in folder.glob("checkpoint-*")
+             if path.is_dir() and path.name.split("-", 1)[1].isdigit()}
+    passed_over = []
+    for checkpoint in sorted(steps, key=steps.get, reverse=True):
+        problem = checkpoint_problem(checkpoint, weights_only)
+        if problem is None:
+            for newer, why in passed_over:
+                print(f"{newer} cannot be continued from ({why}); resuming from {checkpoint}, the newest complete "
+                      "checkpoint", file=sys.stderr)
+            return str(checkpoint), passed_over
+        passed_over.append((checkpoint, problem))
+    return None, passed_over
+
+
 def check_checkpoint(checkpoint: str, weights_only: bool) -> None:
-    """Refuses a checkpoint the run could not continue from exactly: unreadable state or weights, or (unless only its
-    weights are wanted) no optimizer or scheduler state."""
-    folder = Path(checkpoint)
+    """Refuses a checkpoint the run could not continue from exactly (see `checkpoint_problem`)."""
+    problem = checkpoint_problem(Path(checkpoint), weights_only)
+    if problem is not None:
+        raise UsageError(f"--resume: {problem}")
+
+
+def checkpoint_problem(folder: Path, weights_only: bool) -> str | None:
+    """Why a run could not continue exactly from the checkpoint `folder`: unreadable state or weights, or (unless only
+    its weights are wanted) no optimizer or scheduler state; None if it can."""
     state = folder / "trainer_state.json"
     try:
         json.loads(state.read_text())
     except (OSError, ValueError) as error:
-        raise UsageError(f"--resume: {state} cannot be read ({error}); the checkpoint is incomplete") from None
+        return f"{state} cannot be read ({error}); the checkpoint is incomplete"
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
-        raise UsageError(f"--resume: {folder} holds no weights (*.safetensors)")
+        return f"{folder} holds no weights (*.safetensors)"
     for file in weights:
         try:
             with safe_open(file, framework="pt"):
                 pass
         except (OSError, SafetensorError) as error:
-            raise UsageError(f"--resume: {file} cannot be read ({error}); the checkpoint is incomplete") from None
+            return f"{file} cannot be read ({error}); the checkpoint is incomplete"
     missing = [name for name in ("optimizer.pt", "scheduler.pt") if not (folder / name).is_file()]
     if missing and not weights_only:
-        raise UsageError(
-            f"--resume {folder}: {' and '.join(missing)} missing, so the run cannot continue as it would have "
-            "(the optimizer's state and the learning-rate schedule would restart); pass --resume_weights_only to "
-            "start a new run from its weights"
+        return (
+            f"{folder}: {' and '.join(missing)} missing, so the run cannot continue as it would have (the "
+            "optimizer's state and the learning-rate schedule would restart); pass --resume_weights_only to start a "
+            "new run from its weights"
         )
+    return None
 
 
 def check_checkpoint_config(checkpoint: str, config: FiftyNetConfig) -> None:
@@ -377,7 +406,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
     if lora_args.lora and not script.model:
         raise UsageError("--lora fine-tunes a saved model: pass --model DIR")
     resume = script.resume or training_args.resume_from_checkpoint
-    checkpoint = find_checkpoint(resume) if resume else None
+    checkpoint = find_checkpoint(resume, script.resume_weights_only) if resume else None
     if checkpoint is not None:
         check_checkpoint(checkpoint, script.resume_weights_only)
     clear_output_dir = check_output_dir(training_args.output_dir, None if script.resume_weights_only else checkpoint,
