@@ -26,6 +26,7 @@ from .errors import UsageError
 
 # torch.load / pickle formats: they can run code when loaded, so a Hub folder holds safetensors only.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# The files AutoTokenizer reads a saved tokenizer from (`fiftynet.training.tokenizer` looks for them too).
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 
 

@@ -280,7 +280,7 @@ def check_cache(cache: Cache, config: FiftyNetConfig, batch_size: int) -> None:
                 f"({config.mixer_types[index]}) keeps its state in a {kind}: pass DynamicCache(config=model.config) "
                 "or the cache this model returned."
             )
-        if is_mixer_state(layer):
+        if layer_type == MIXER_STATE_LAYER_TYPE:
             if layer.architecture is None:
                 layer.architecture = expected
             elif layer.architecture != expected:

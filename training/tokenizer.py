@@ -15,6 +15,7 @@ from huggingface_hub.errors import StrictDataclassError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from fiftynet.hub_cards.push import TOKENIZER_FILES
 from modeling_fiftynet import FiftyNetByteTokenizer
 
 from .corpus import load_corpus
@@ -48,10 +49,6 @@ def from_pretrained(loader: Callable, name_or_path: str, what: str, **kwargs):
         cause = error.__cause__ if isinstance(error, StrictDataclassError) else error  # the config's own message
         message = next((line for line in str(cause).splitlines() if line.strip()), type(error).__name__)
         raise UsageError(f"cannot load {what} {name_or_path}: {message.strip()}") from None
-
-
-# Files a saved tokenizer leaves in its folder (transformers' fast and slow tokenizers, SentencePiece).
-TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "vocab.json", "tokenizer.model")
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
