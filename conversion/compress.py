@@ -26,8 +26,11 @@ from transformers import (
 )
 
 from fiftynet.hub_cards.card import CardRecord, Measurement, source_name
+from fiftynet.hub_cards.help_format import HelpFormatter
 from fiftynet.training.corpus import CORPUS_NAME, load_corpus
-from fiftynet.training.errors import UsageError, non_negative_int, positive_float, positive_int, refuse_non_empty
+from fiftynet.training.errors import (
+    UsageError, claimed, non_negative_int, positive_float, positive_int, refuse_non_empty,
+)
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetForCausalLM
 from modeling_fiftynet.compression import CompressedLinear, check_compression_arguments, compress_layers
 from modeling_fiftynet.modeling_compressed_gpt2 import CompressedGPT2Config, CompressedGPT2LMHeadModel
@@ -36,18 +39,23 @@ from modeling_fiftynet.saving import staged_folder
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="saved FiftyNet or GPT2LMHeadModel folder")
-    parser.add_argument("--method", required=True, metavar="dct|svd|int8")
+    parser.add_argument("--method", required=True, metavar="dct|svd|int8",
+                        help="how the weights are stored (see above)")
     parser.add_argument("--ratio", type=float, help="compressed bytes / float32 bytes per layer, in (0, 1]")
     parser.add_argument("--modules", help="comma-separated module names to compress, e.g. mlp,mixer (default: all)")
     parser.add_argument("--block_size", "--block-size", type=positive_int, default=128,
                         help="columns per streamed block (dct)")
     parser.add_argument("--finetune_steps", "--finetune-steps", type=non_negative_int, default=0,
-                        help="AdamW steps on the bundled corpus")
-    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8)
-    parser.add_argument("--sequence_length", "--sequence-length", type=positive_int, default=256)
-    parser.add_argument("--learning_rate", "--learning-rate", type=positive_float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True, help="where the compressed model goes: a new or empty folder")
+                        help="AdamW steps on the bundled corpus after compressing; 0 skips the fine-tuning")
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8,
+                        help="sequences per fine-tuning step")
+    parser.add_argument("--sequence_length", "--sequence-length", type=positive_int, default=256,
+                        help="tokens per sequence, fine-tuned on and evaluated")
+    parser.add_argument("--learning_rate", "--learning-rate", type=positive_float, default=1e-3,
+                        help="learning rate of the fine-tuning")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning's batches")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where the compressed model goes: a new or empty folder")
     parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", action="store_true",
                         help="replace the model in a non-empty --out")
 
@@ -237,9 +245,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fiftynet compress", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fiftynet compress", description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
-    run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    with claimed(args.out, "--out"):
+        run(args)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GPT2LMHeadModel,
-    HfArgumentParser,
     PreTrainedModel,
     Trainer,
     TrainingArguments,
@@ -41,7 +40,7 @@ from transformers import (
 
 from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
 from fiftynet.training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
-from fiftynet.training.errors import UsageError, refuse_non_empty
+from fiftynet.training.errors import UsageError, claimed, refuse_non_empty
 from fiftynet.training.evaluation import collate_blocks, evaluate_blocks, evaluate_text
 from fiftynet.training import train
 from fiftynet.training.lora import LoraArguments, add_lora
@@ -56,6 +55,8 @@ from .transplant import FILTER_FITS, SPECTRAL_MIXERS, spectral_init, transplant_
 
 @dataclass(kw_only=True)  # keyword-only, so that required fields may follow DataArguments' defaults
 class ConvertArguments(DataArguments):
+    _argument_group_name = "fiftynet convert: data, teacher, stages, output"
+
     teacher: str = field(metadata={"help": "a GPT2LMHeadModel folder or Hub id (gpt2, distilgpt2, gpt2-medium, ...)"})
     out: str = field(metadata={"help": "output folder"})
     mixer: str = field(default="spectral_conv", metadata={"help": f"the new mixer: {', '.join(SPECTRAL_MIXERS)}"})
@@ -81,12 +82,12 @@ class ConvertArguments(DataArguments):
                           "calibration text) or 'profile' (its average attention weight by distance)"},
     )
     layerwise_steps: int = field(default=200, metadata={"help": "steps of layer-wise distillation (0 skips it)"})
-    layerwise_learning_rate: float = field(default=1e-3)
+    layerwise_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of layer-wise distillation"})
     kl_weight: float = field(default=1.0, metadata={"help": "weight of KL(teacher || student) per token"})
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the language-modelling loss"})
     temperature: float = field(default=1.0, metadata={"help": "softening of both distributions in the KL"})
     lora: bool = field(default=False, metadata={"help": "end-to-end stage: LoRA on the MLPs, the new mixers in full"})
-    lora_r: int = field(default=16)
+    lora_r: int = field(default=16, metadata={"help": "rank of the LoRA updates (with --lora)"})
     compress: str | None = field(default=None, metadata={"help": "compress Linear layers at the end: dct, svd, int8"})
     compress_ratio: float | None = field(default=None, metadata={"help": "bytes kept per compressed layer, (0, 1]"})
     compress_modules: str | None = field(default=None, metadata={"help": "e.g. mlp (default: all Linear layers)"})
@@ -121,7 +122,7 @@ class ConvertArguments(DataArguments):
 # `fiftynet train`'s defaults, but for distilling: the end-to-end stage; every TrainingArguments flag overrides them.
 TRAINING_DEFAULTS = {
     **train.TRAINING_DEFAULTS,
-    "output_dir": "unused",  # set to OUT/checkpoints
+    "output_dir": "OUT/checkpoints",  # what --help shows: parse_arguments sets it so
     "max_steps": 200,
     "per_device_train_batch_size": 8,
     "learning_rate": 5e-4,
@@ -132,8 +133,8 @@ TRAINING_DEFAULTS = {
 
 
 def parse_arguments(argv: list[str] | None) -> tuple[ConvertArguments, TrainingArguments]:
-    parser = HfArgumentParser((ConvertArguments, train.TrainerArguments), prog="fiftynet convert", description=__doc__)
-    parser.set_defaults(**TRAINING_DEFAULTS)
+    parser = train.trainer_argument_parser((ConvertArguments, train.TrainerArguments), "fiftynet convert", __doc__,
+                                           TRAINING_DEFAULTS)
     try:
         args, training_args = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
@@ -436,7 +437,9 @@ def save_student(student: FiftyNetForCausalLM, tokenizer, report: ConversionRepo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(*parse_arguments(argv))
+    args, training_args = parse_arguments(argv)
+    with claimed(args.out, "--out", training_args.process_index == 0):
+        return run(args, training_args)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,21 @@ takes `gpt2` from the Hub.
     python -m fiftynet.conversion.teacher --output_dir gpt2-kjv-cpu  # 2 CPU cores, about an hour
     python -m fiftynet.conversion.teacher --size small --output_dir gpt2-kjv --max_steps 4000 --bf16  # a GPU
 
-The folder gets the model, the tokenizer and `teacher_report.json` (training tokens, validation metrics), from which
-a conversion's budget is read as a fraction of the teacher's own training tokens.
+The folder gets the model, the tokenizer and `teacher_report.json` (training tokens, validation metrics, and in
+`data_arguments` the text options it was trained with), from which a conversion's budget is read as a fraction of the
+teacher's own training tokens, and `python -m benchmarks.conversion` reads which text to distil and validate on.
 """
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
-from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, set_seed
+from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from fiftynet.training import train
 from fiftynet.training.data import DataArguments, load_texts, prepare_data
-from fiftynet.training.errors import UsageError, refuse_non_empty
+from fiftynet.training.errors import UsageError, claimed, refuse_non_empty
 from fiftynet.training.evaluation import IGNORE_KEYS, trainer_evaluation
 from fiftynet.training.tokenizer import train_bpe
 from modeling_fiftynet.saving import staged_folder
@@ -55,11 +57,27 @@ def build_teacher(size: str, vocab_size: int, block_size: int, eos_token_id: int
     return GPT2LMHeadModel(config)
 
 
+def data_arguments(args: DataArguments) -> dict:
+    """The text options as given (`fiftynet convert` takes the same ones), files as absolute paths so that they are
+    found again from any working directory."""
+    recorded = {option.name: getattr(args, option.name) for option in fields(DataArguments)}
+    for name in ("data", "validation_data"):
+        if recorded[name]:
+            recorded[name] = [str(Path(path).resolve()) for path in recorded[name]]
+    return recorded
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((TeacherArguments, train.TrainerArguments),
                               prog="python -m fiftynet.conversion.teacher", description=__doc__)
     parser.set_defaults(**TRAINING_DEFAULTS)
     args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    with claimed(training_args.output_dir, "--output_dir", training_args.process_index == 0):
+        return train_teacher(args, training_args)
+
+
+def train_teacher(args: TeacherArguments, training_args: TrainingArguments) -> dict:
+    """Trains, evaluates and saves the teacher with its report; returns the report."""
     if not args.overwrite_output_dir:
         refuse_non_empty(training_args.output_dir, "--output_dir")
     set_seed(training_args.seed)
@@ -75,14 +93,17 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.train()
     wall_seconds = time.perf_counter() - started
     metrics = trainer.evaluate(ignore_keys=IGNORE_KEYS)
+    # One point per step: when the last step is an evaluation step, the final evaluation logs that step again.
+    curve = {entry["step"]: entry["eval_perplexity"]
+             for entry in trainer.state.log_history if "eval_perplexity" in entry}
     report = {
         "size": args.size,
         "parameters": model.num_parameters(),
         "training_tokens": trainer.state.global_step * train.sequences_per_step(training_args) * args.block_size,
         "data": data.name,
+        "data_arguments": data_arguments(args),
         "training_wall_seconds": wall_seconds,
-        "validation_curve": [{"step": entry["step"], "perplexity": entry["eval_perplexity"]}
-                             for entry in trainer.state.log_history if "eval_perplexity" in entry],
+        "validation_curve": [{"step": step, "perplexity": perplexity} for step, perplexity in curve.items()],
         "validation": metrics,
     }
     if trainer.is_world_process_zero():

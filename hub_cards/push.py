@@ -22,6 +22,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from .card import CARD_RECORD_FILE, CardRecord
 from .errors import UsageError
+from .help_format import HelpFormatter
 
 
 # torch.load / pickle formats: they can run code when loaded, so a Hub folder holds safetensors only.
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base_model", "--base-model", metavar="ID",
                         help="Hub id of the model this one was made from, when that was a local folder (the card's "
                              "metadata can only name Hub models)")
-    parser.add_argument("--commit_message", "--commit-message", metavar="TEXT",
+    parser.add_argument("--commit_message", "--commit-message", metavar="TEXT", help="message of the Hub commit",
                         default="Upload FiftyNet model with fiftynet push")
 
 
@@ -171,8 +172,7 @@ def push(
 
 
 def main(argv: list[str] | None = None) -> CommitInfo:
-    parser = argparse.ArgumentParser(prog="fiftynet push", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fiftynet push", description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
     commit = push(args.model, args.repo_id, args.private, args.revision, args.base_model, args.commit_message)

@@ -9,7 +9,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
-from .saving import staged_folder
+from .saving import finish_before_loading, staged_folder
 
 
 @dataclass(frozen=True)
@@ -280,6 +280,13 @@ class FiftyNetConfig(PreTrainedConfig):
         """Whether `mixer_types` is unset or `mixer_type` repeated, i.e. derived rather than chosen per block."""
         mixer_types = self.__dict__.get("mixer_types")
         return mixer_types is None or mixer_types == [self.mixer_type] * len(mixer_types)
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> tuple[dict, dict]:
+        """`PreTrainedConfig.get_config_dict`, after finishing a save into the folder that a killed process left half
+        moved in (see `saving.finish_interrupted_saves`), so that the config read describes the weights beside it."""
+        finish_before_loading(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return super().get_config_dict(pretrained_model_name_or_path, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         """`PreTrainedConfig.save_pretrained`, validating before anything is written (transformers writes the code

@@ -38,7 +38,7 @@ from .cache_fiftynet import (
 from .compression import build_compressed_layers
 from .configuration_fiftynet import BYTE_SPECIAL_TOKEN_IDS, MIXERS, FiftyNetConfig
 from .generation_fiftynet import FiftyNetChunkHeadGenerationMixin
-from .saving import WEIGHT_FILE, staged_folder
+from .saving import COMMIT_PREFIX, WEIGHT_FILE, finish_before_loading, staged_folder
 from .spectral_ops import (
     at_least_float32,
     complex_exp,
@@ -599,6 +599,18 @@ class FiftyNetChunkHead(nn.Module):
         return lm_head(hidden_states[:, :, None] + self.act_fn(updates))
 
 
+def chunk_head_targets(
+    labels: torch.Tensor, chunk_head_size: int, shift_labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`(batch, seq_len)` labels (or `shift_labels`, already shifted) -> `(batch, seq_len, chunk_head_size)` targets
+    of the drafts: `[:, t, j - 1]` is the token draft j of position t guesses, `labels[:, t + 1 + j]`
+    (`shift_labels[:, t + j]`), -100 past the row's end."""
+    if shift_labels is None:
+        shift_labels = F.pad(labels[:, 1:], (0, 1), value=-100)
+    drafts = range(1, chunk_head_size + 1)
+    return torch.stack([F.pad(shift_labels[:, draft:], (0, draft), value=-100) for draft in drafts], dim=-1)
+
+
 @dataclass
 class FiftyNetCausalLMOutputWithPast(CausalLMOutputWithPast):
     r"""
@@ -607,7 +619,8 @@ class FiftyNetCausalLMOutputWithPast(CausalLMOutputWithPast):
     chunk_logits (`torch.FloatTensor` of shape `(batch, seq_len or logits_to_keep, chunk_head_size, vocab_size)`):
         Logits of the chunk head: `chunk_logits[:, t, j - 1]` predicts token `t + 1 + j`.
     chunk_loss (`torch.FloatTensor` of shape `()`):
-        Mean over the drafts of their cross-entropy against the labels shifted by `1 + j` (with `labels`).
+        Cross-entropy of the drafts against the labels shifted by `1 + j` (with `labels`), averaged over all their
+        targets (see `chunk_head_targets`), or summed and divided by `chunk_num_items_in_batch` when given.
     """
 
     chunk_logits: torch.FloatTensor | None = None
@@ -677,7 +690,10 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, with three differences:
+        """`PreTrainedModel.from_pretrained`, with four differences:
+
+        - A save into the folder that a killed process left half moved in is finished first (see
+          `saving.finish_interrupted_saves`), so the config and the weights loaded are one save's.
 
         - Weights are read from safetensors only: a folder holding only pickled weights (`pytorch_model.bin`, `.pt`)
           is an error naming the file, and `use_safetensors=False` is refused; an unreadable file is an `OSError`.
@@ -693,6 +709,14 @@ class FiftyNetPreTrainedModel(PreTrainedModel):
             raise ValueError("FiftyNet reads weights from safetensors only; use_safetensors=False is not supported.")
         kwargs["use_safetensors"] = True
         folder = Path(pretrained_model_name_or_path or "", kwargs.get("subfolder") or "")
+        config = kwargs.get("config")
+        if isinstance(config, FiftyNetConfig) and any(folder.glob(f"{COMMIT_PREFIX}*")):
+            # A config read from the folder (as AutoModel does) before a killed save's files are moved in is the old
+            # save's: read it again once they are.
+            unnamed = {"_name_or_path": ""}  # where it was read from is not what it describes
+            before = FiftyNetConfig.from_json_file(folder / "config.json").to_dict() | unnamed
+            if finish_before_loading(folder) and config.to_dict() | unnamed == before:
+                kwargs["config"] = type(config).from_pretrained(folder)
         has_weights = any(WEIGHT_FILE.fullmatch(path.name) for path in folder.iterdir()) if folder.is_dir() else True
         if pretrained_model_name_or_path is not None and not has_weights:
             pickled = sorted(path.name for path in folder.iterdir() if path.suffix in PICKLED_WEIGHT_SUFFIXES)
@@ -1213,6 +1237,8 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
             output_chunk_logits: also return the chunk head's draft logits for the kept positions.
             num_items_in_batch (keyword): the number of target tokens in the whole accumulated batch, from the
                 Trainer, so that gradient accumulation averages the loss over all of them.
+            chunk_num_items_in_batch (keyword): the same for `chunk_loss`: the number of the drafts' targets in the
+                whole accumulated batch, from `ChunkHeadTrainer`.
             Other arguments: see [`FiftyNetModel.forward`].
 
         Returns:
@@ -1220,7 +1246,7 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
         """
         # `shift_labels` is a keyword, not a parameter: the Trainer takes every parameter named like a label for one
         # that each batch must carry.
-        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs, also=("shift_labels",))
+        check_extra_kwargs(f"{type(self).__name__}.forward", kwargs, also=("shift_labels", "chunk_num_items_in_batch"))
         shift_labels = kwargs.get("shift_labels")
         if output_chunk_logits and self.chunk_head is None:
             raise ValueError("output_chunk_logits=True, but this model has no chunk head (config.chunk_head_size=0)")
@@ -1248,17 +1274,14 @@ class FiftyNetForCausalLM(FiftyNetPreTrainedModel, FiftyNetChunkHeadGenerationMi
         if self.chunk_head is not None and (output_chunk_logits or labels is not None):
             chunk_logits = self.chunk_head(hidden_states[:, kept, :], self.lm_head)
         if self.chunk_head is not None and labels is not None:
-            # Draft j at position t predicts labels[t + 1 + j] (shift_labels[t + j]): the LM loss, with the targets
-            # moved j further left (each draft averaged over its own targets).
-            chunk_loss = torch.stack([
-                self.loss_function(
-                    logits=chunk_logits[:, : labels.shape[1] - draft, draft - 1].contiguous(),
-                    labels=labels[:, draft:],
-                    vocab_size=self.config.vocab_size,
-                    shift_labels=None if shift_labels is None else shift_labels[:, draft:].contiguous(),
-                )
-                for draft in range(1, self.config.chunk_head_size + 1)
-            ]).mean()
+            # The LM loss with the targets moved j further left for draft j. One loss over all drafts' targets, not a
+            # mean of per-draft means: a sum over items divided by their count, as the LM loss is, so that gradient
+            # accumulation can divide by one count, the whole batch's.
+            chunk_loss = self.loss_function(
+                logits=chunk_logits, labels=None, vocab_size=self.config.vocab_size,
+                num_items_in_batch=kwargs.get("chunk_num_items_in_batch"),
+                shift_labels=chunk_head_targets(labels, self.config.chunk_head_size, shift_labels),
+            )
 
         return FiftyNetCausalLMOutputWithPast(
             loss=loss,

@@ -1,13 +1,19 @@
 """Bad input to the `fiftynet` commands: one line naming the problem on stderr, exit code 2, no traceback."""
 
 import json
+import resource
+import signal
 import subprocess
 import sys
+import time
 
 import huggingface_hub
 import pytest
 
-from fiftynet.training import cli
+from fiftynet.training import cli, tokenizer
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.data import DataArguments, load_texts
+from fiftynet.training.errors import UsageError, claimed
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 
 
@@ -187,6 +193,12 @@ def test_a_batch_whose_activations_cannot_fit_is_refused_before_allocating(tmp_p
     assert "GiB of activations per step, more than the" in error and "--gradient_checkpointing" in error
 
 
+def test_a_model_whose_weights_cannot_fit_is_refused_before_its_config_is_built(tmp_path, capsys):
+    error = fails_with(["train", "--output_dir", str(tmp_path / "run"), *TINY, "num_hidden_layers=1000000000"], capsys)
+    assert "the model config describes a model whose weights alone take" in error
+    assert "(1,000,000,000 blocks), more than the" in error
+
+
 def damage(model_dir, how: str) -> None:
     weights, config = model_dir / "model.safetensors", model_dir / "config.json"
     if how == "truncated weights":
@@ -210,6 +222,7 @@ CONFIG_VALUES = {
     "unknown dtype": ("dtype", "bogus"),
     "unknown compression": ("compression", {"layers": {"model.layers.0.mlp.up_proj": {"method": "zip"}}}),
     "compression of a missing layer": ("compression", {"layers": {"model.layers.9.mlp": {"method": "int8"}}}),
+    "a billion layers": ("num_hidden_layers", 10**9),  # its config alone took minutes to build
 }
 
 
@@ -226,6 +239,7 @@ CONFIG_VALUES = {
         ("unknown dtype", "dtype='bogus' is not a torch dtype"),
         ("unknown compression", "layer 'model.layers.0.mlp.up_proj' has method 'zip', not one of dct, svd, int8"),
         ("compression of a missing layer", "names a layer 'model.layers.9.mlp' this model does not have"),
+        ("a billion layers", "its config.json describes a model whose weights alone take"),
     ],
 )
 @pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["eval"]], ids=["generate", "eval"])
@@ -265,3 +279,98 @@ def test_offline_any_missing_name_fails_at_once(capsys, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     error = fails_with(["generate", "--model", "modle", "--prompt", "x"], capsys)
     assert error.endswith("model modle: no such folder (and HF_HUB_OFFLINE is set, so not a Hub id either)")
+
+
+def test_a_name_the_hub_does_not_know_fails_at_once_and_an_unreachable_hub_is_not_retried(capsys, monkeypatch):
+    """A bare name (`modle`) or an id with no folder of that name went to the Hub, which retried each file it looked
+    for (config, adapter, weights) for about a minute in all, offline or for a repository that does not exist."""
+    def unknown(name, **kwargs):  # its constructor wants an HTTP response, of an HTTP library that varies by release
+        raise huggingface_hub.errors.RepositoryNotFoundError.__new__(huggingface_hub.errors.RepositoryNotFoundError)
+
+    monkeypatch.setattr(tokenizer, "model_info", unknown)
+    error = fails_with(["generate", "--model", "someone/modle", "--prompt", "x"], capsys)
+    assert error.endswith("model someone/modle: no such folder, and no such model on the Hub")
+
+    def unreachable(name, **kwargs):
+        raise OSError("Name or service not known")
+
+    def loader(name, **kwargs):
+        seen.append(huggingface_hub.constants.is_offline_mode())
+        raise OSError("couldn't find them in the cached files")
+
+    seen = []
+    monkeypatch.setattr(tokenizer, "model_info", unreachable)
+    with pytest.raises(UsageError, match="cannot load model modle: couldn't find them in the cached files"):
+        tokenizer.from_pretrained(loader, "modle", "model")
+    assert seen == [True] and not huggingface_hub.constants.is_offline_mode()  # offline for that load only
+
+
+@pytest.mark.parametrize("command, option", [("train", "--output_dir"), ("convert", "--out"),
+                                             ("compress", "--out"), ("quickstart", "--output_dir")])
+def test_a_folder_in_use_by_a_running_command_is_refused_and_a_killed_one_leaves_no_lock(tmp_path, capsys, command,
+                                                                                          option):
+    """Two runs given one output folder both said "saved to R/model" and R held one of them: the second is refused
+    while the first runs, and once the first is killed (SIGKILL: no cleanup) the folder is free."""
+    folder = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom fiftynet.training.errors import claimed\n"
+        f"with claimed({str(folder)!r}, '--output_dir'):\n    print('held', flush=True)\n    time.sleep(120)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        required = {"train": [], "convert": ["--teacher", str(tmp_path)], "quickstart": [],
+                    "compress": ["--model", str(tmp_path), "--method", "int8"]}[command]
+        error = fails_with([command, option, str(folder), *required], capsys)
+        assert f"{option} {folder} is in use by another fiftynet command that is still running" in error
+    finally:
+        holder.kill()
+        holder.wait()
+    assert folder.is_dir() and not any(folder.iterdir())  # an empty folder: nothing of either command in it
+    with claimed(folder, option):
+        pass
+
+
+def said(stderr: str) -> str:
+    """The command's own line on stderr (the progress bar, on the same stream, may be redrawn after it)."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("fiftynet ")]
+    return line
+
+
+def run_train(tmp_path, text_file, *extra: str, fields: tuple[str, ...] = (),
+              limit_file_size: int | None = None) -> subprocess.Popen:
+    """`fiftynet train` in a process of its own (a signal, or a file size limit that makes writes fail as on a full
+    disk), with output to pipes."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    argv = ["train", "--data", str(text_file), "--output_dir", str(tmp_path / "run"), *extra, *TINY, *fields]
+    return subprocess.Popen([sys.executable, "-m", "fiftynet.training.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limit if limit_file_size else None)
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line(tmp_path, text_file):
+    """A write past RLIMIT_FSIZE fails as on a full disk (EFBIG; Python ignores SIGXFSZ): safetensors, torch.save and
+    shutil report it in three exception types, all with a traceback before."""
+    process = run_train(tmp_path, text_file, "--max_steps", "2", "--save_steps", "1", fields=("hidden_size=128",),
+                        limit_file_size=300_000)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "Traceback" not in stderr, stderr
+    assert said(stderr).startswith("fiftynet train: error: the disk is full (")
+
+
+def test_ctrl_c_during_training_is_one_line(tmp_path, text_file):
+    process = run_train(tmp_path, text_file, "--max_steps", "100000", "--eval_steps", "100000")
+    assert "parameters" in process.stdout.readline()  # printed just before training starts
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert said(stderr).startswith("fiftynet train: interrupted")
+
+
+def test_validation_data_without_data_replaces_the_corpus_validation_split(tmp_path):
+    """It was silently ignored unless --data was given too."""
+    held_out = tmp_path / "held_out.txt"
+    held_out.write_text("Blessed are the meek: for they shall inherit the earth.")
+    texts = load_texts(DataArguments(validation_data=[str(held_out)]))
+    assert texts.validation == [held_out.read_text()] and texts.train == [load_corpus("train")]

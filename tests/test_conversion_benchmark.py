@@ -3,11 +3,16 @@ all-spectral and hybrid conversions, the control, and a report whose numbers are
 conversion is at this size is never asserted; docs/conversion.md has the measured run."""
 
 import json
+from dataclasses import fields
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from benchmarks import conversion as benchmark
-from fiftynet.training.corpus import load_corpus
+from fiftynet.conversion import teacher
+from fiftynet.training.corpus import CORPUS_NAME, load_corpus
+from fiftynet.training.data import DataArguments
 
 
 @pytest.mark.benchmark
@@ -59,3 +64,175 @@ def test_conversion_benchmark_reports_every_run_and_the_control(tmp_path, capsys
         benchmark.main([*argv, "--overwrite", "--budget", "0.01"])
     assert "buys 81 tokens, less than the end-to-end stage's one step of 512" in capsys.readouterr().err
     assert (tmp_path / "out" / "runs" / "control" / "model" / "config.json").is_file()
+
+
+def fake_teacher(folder: Path, **report) -> Path:
+    """A teacher folder holding what the benchmark reads of it: its config and its report (no weights)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"n_positions": 64}))
+    (folder / "teacher_report.json").write_text(json.dumps({"parameters": 1_000, "training_tokens": 100_000,
+                                                            **report}))
+    return folder
+
+
+TEXT_OPTIONS = {f"--{option.name}" for option in fields(DataArguments)}
+CORPUS_DATA = {"data": None, "validation_data": None, "dataset_name": None, "dataset_config": None,
+               "text_column": "text", "validation_fraction": 0.05}
+
+
+@pytest.fixture
+def conversions(monkeypatch) -> SimpleNamespace:
+    """`convert.main` replaced by a stand-in that records its arguments and returns a run from the teacher's 10.0 to
+    `final` (the control from `floor`): healthy unless a test changes them. The benchmark's logic, without training."""
+    recorded = SimpleNamespace(calls=[], final={"all": 11.0, "hybrid": 10.5, "control": 20.0}, floor=30.0)
+
+    def convert(argv: list[str]) -> dict:
+        recorded.calls.append(argv)
+        options = dict(zip(argv, argv[1:]))
+        kind = "control" if "--control" in argv else "hybrid" if "--keep_attention" in argv else "all"
+        stages = [("teacher", 10.0), ("spectral_init", recorded.floor if kind == "control" else 15.0),
+                  *([] if kind == "control" else [("layerwise", 12.0)]), ("end_to_end", recorded.final[kind])]
+        return {"stages": [{"stage": stage, "perplexity": perplexity} for stage, perplexity in stages],
+                "mixer_types": ["attention" if kind == "hybrid" and layer == 0 else "spectral_conv"
+                                for layer in range(4)],
+                "arguments": {"mixer": options["--mixer"], "filter_fit": options["--filter_fit"]}}
+
+    monkeypatch.setattr(benchmark.convert, "main", convert)
+    return recorded
+
+
+def data_options(call: list[str]) -> list[str]:
+    """The text options of one `convert` call, with their values."""
+    options, taking = [], False
+    for argument in call:
+        taking = argument in TEXT_OPTIONS if argument.startswith("--") else taking
+        options += [argument] if taking else []
+    return options
+
+
+def test_without_data_options_the_benchmark_distils_on_the_teachers_recorded_data(tmp_path, conversions, capsys):
+    train_text, validation_text, other = (tmp_path / name for name in ("train.txt", "valid.txt", "other.txt"))
+    for file in (train_text, validation_text, other):
+        file.write_text("text\n")
+    recorded = {**CORPUS_DATA, "data": [str(train_text)], "validation_data": [str(validation_text)]}
+    teacher_dir = fake_teacher(tmp_path / "teacher", data="train.txt", data_arguments=recorded)
+
+    report = benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "out")])
+    expected = ["--data", str(train_text), "--validation_data", str(validation_text)]
+    assert len(conversions.calls) == 3 and all(data_options(call) == expected for call in conversions.calls)
+    assert f"Data: the teacher's, as its report records: {' '.join(expected)}" in capsys.readouterr().out
+    assert report["data"] == expected
+
+    # Options given win over the report, and say so.
+    conversions.calls.clear()
+    benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "other"), "--data", str(other)])
+    assert all(data_options(call) == ["--data", str(other)] for call in conversions.calls)
+    assert f"Data: as given: --data {other}" in capsys.readouterr().out
+
+
+def test_a_teacher_report_from_before_data_was_recorded_still_names_the_bundled_corpus(tmp_path, conversions,
+                                                                                      capsys):
+    teacher_dir = fake_teacher(tmp_path / "teacher", data=CORPUS_NAME)  # as the committed results' teacher
+    benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "out")])
+    assert all(data_options(call) == [] for call in conversions.calls)
+    assert "Data: the teacher's, as its report records: the bundled corpus" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("teacher_report, options, message", [
+    ({"data": "train.txt"}, [], "the teacher's report names its text only as 'train.txt'"),
+    ({"data": "gone.txt", "data_arguments": {**CORPUS_DATA, "data": ["/nonexistent/gone.txt"]}}, [],
+     "the text the teacher's report records is gone (/nonexistent/gone.txt)"),
+    ({"data": CORPUS_NAME}, ["--validation-data", "valid.txt"], "--validation-data needs --data"),
+])
+def test_a_teacher_whose_data_cannot_be_found_again_is_refused_in_one_line(tmp_path, conversions, capsys,
+                                                                           teacher_report, options, message):
+    teacher_dir = fake_teacher(tmp_path / "teacher", **teacher_report)
+    with pytest.raises(SystemExit):
+        benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "out"), *options])
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert message in error and (options or "pass --data" in error)
+    assert not conversions.calls and not (tmp_path / "out").exists()
+
+
+def test_the_default_output_dir_is_local_and_an_earlier_report_is_replaced_only_when_asked(
+        tmp_path, monkeypatch, conversions, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--teacher", str(fake_teacher(tmp_path / "teacher", data_arguments=CORPUS_DATA))]
+    report = benchmark.main(argv)
+    output_dir = tmp_path / "conversion-benchmark"
+    assert json.loads((output_dir / "report.json").read_text()) == report
+    assert not (tmp_path / "benchmarks").exists()
+
+    conversions.calls.clear()
+    with pytest.raises(SystemExit):
+        benchmark.main(argv)
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: conversion-benchmark holds an earlier run's report or conversions: pass --overwrite to replace them, "
+        "or choose another --output-dir")
+    assert not conversions.calls
+    (output_dir / "report.md").write_text("kept")
+    benchmark.main([*argv, "--overwrite"])
+    assert (output_dir / "report.md").read_text() != "kept"
+
+
+def healthy_report() -> dict:
+    """A report as `benchmark.main` writes it, by hand: a teacher whose attention matters, students that improve."""
+    def run(*perplexities: float, control: bool = False) -> dict:
+        names = ["teacher", "spectral_init", "end_to_end"] if control else ["teacher", "spectral_init", "layerwise",
+                                                                           "end_to_end"]
+        return {"stages": [{"stage": name, "perplexity": value} for name, value in zip(names, perplexities)]}
+
+    return {"teacher_perplexity": 10.0, "floor_ratio": 3.0, "all_spectral_ratio": 1.1, "hybrid_ratio": 1.05,
+            "control_ratio": 2.0, "budget_fraction": 0.05, "budget_tokens": 5_000,
+            "best_all_spectral": "all_spectral (spectral_conv, fit outputs)",
+            "teacher": {"parameters": 1_000, "training_tokens": 100_000},
+            "runs": {"all_spectral (spectral_conv, fit outputs)": run(10.0, 15.0, 12.0, 11.0),
+                     "hybrid (keep_attention auto)": run(10.0, 12.0, 11.0, 10.5),
+                     "control": run(10.0, 30.0, 20.0, control=True)}}
+
+
+def test_a_healthy_report_has_no_warnings():
+    report = healthy_report()
+    assert benchmark.report_warnings(report) == []
+    assert "Warning" not in benchmark.markdown(report)
+
+
+def test_a_teacher_that_barely_mixes_tokens_and_students_that_get_worse_are_warned_about():
+    report = healthy_report()
+    report["floor_ratio"], report["control_ratio"] = 1.02, 1.01  # the control ends better than all spectral's 1.1
+    report["runs"]["control"]["stages"][1:] = [{"stage": "spectral_init", "perplexity": 10.2},
+                                               {"stage": "end_to_end", "perplexity": 10.1}]
+    report["runs"]["hybrid (keep_attention auto)"]["stages"][-1]["perplexity"] = 12.5  # worse than its init, 12.0
+    warnings = benchmark.report_warnings(report)
+    assert len(warnings) == 3
+    assert "floor_ratio 1.020 is below 2.0" in warnings[0]
+    assert "the control ends better than the best all-spectral student (1.010x against 1.100x" in warnings[1]
+    assert "hybrid (keep_attention auto) ends worse than its initialisation (perplexity 12.50 after end_to_end, " \
+           "12.00 after spectral_init)" in warnings[2]
+    text = benchmark.markdown(report)
+    assert all(f"**Warning: {warning}**" in text for warning in warnings)
+
+
+def test_the_warnings_reach_report_json_report_md_and_stdout(tmp_path, conversions, capsys):
+    conversions.floor, conversions.final["control"] = 10.2, 10.1
+    teacher_dir = fake_teacher(tmp_path / "teacher", data_arguments=CORPUS_DATA)
+    report = benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "out")])
+    assert len(report["warnings"]) == 2 and report["warnings"] == benchmark.report_warnings(report)
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["warnings"] == report["warnings"]
+    out, table = capsys.readouterr().out, (tmp_path / "out" / "report.md").read_text()
+    assert all(f"**Warning: {warning}**" in text for warning in report["warnings"] for text in (out, table))
+
+
+def test_the_teachers_report_records_its_data_and_each_evaluation_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("train.txt").write_text(load_corpus("train")[:20_000])
+    Path("valid.txt").write_text(load_corpus("validation")[:3_000])
+    report = teacher.main(["--size", "tiny", "--output_dir", "teacher", "--max_steps", "2", "--eval_steps", "1",
+                           "--vocab_size", "300", "--block_size", "32", "--per_device_train_batch_size", "2",
+                           "--data", "train.txt", "--validation_data", "valid.txt"])
+    # Evaluated at steps 1 and 2, then once more at the end (step 2 again): each step is in the curve once.
+    assert [entry["step"] for entry in report["validation_curve"]] == [1, 2]
+    assert report["validation_curve"][-1]["perplexity"] == report["validation"]["eval_perplexity"]
+    assert report["data_arguments"] == {**CORPUS_DATA, "data": [str(tmp_path.resolve() / "train.txt")],
+                                        "validation_data": [str(tmp_path.resolve() / "valid.txt")]}
+    assert json.loads(Path("teacher/teacher_report.json").read_text()) == report

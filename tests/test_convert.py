@@ -207,7 +207,8 @@ def validation_file(tmp_path_factory):
     return path
 
 
-def test_convert_end_to_end_writes_a_loadable_model_and_the_stage_report(teacher_folder, validation_file, tmp_path):
+def test_convert_end_to_end_writes_a_loadable_model_and_the_stage_report(teacher_folder, validation_file, tmp_path,
+                                                                          capsys):
     out = tmp_path / "converted"
     eval_text = validation_file.parent / "short.txt"
     eval_text.write_text("Not a verse: a text of another kind, shorter than one block.")
@@ -237,9 +238,16 @@ def test_convert_end_to_end_writes_a_loadable_model_and_the_stage_report(teacher
     assert {result.metric_type for result in card.data.eval_results} >= {"perplexity", "bits_per_byte"}
     assert "| end_to_end |" in card.text and "| spectral_init |" in card.text
 
-    # --resume skips the finished stages and continues the end-to-end stage from its last checkpoint.
+    # --resume skips the finished stages and continues the end-to-end stage from its last complete checkpoint (a kill
+    # while writing checkpoint-2 left its weights truncated).
+    weights = out / "checkpoints" / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    capsys.readouterr()
     cli.main(["convert", "--teacher", str(teacher_folder), "--out", str(out), "--keep_attention", "1", "--resume",
               *STEPS, str(validation_file), "--data", str(validation_file), "--max_steps", "3"])
+    said = capsys.readouterr().err
+    assert f"{weights.parent} cannot be continued from ({weights} cannot be read" in said
+    assert f"resuming from {out / 'checkpoints' / 'checkpoint-1'}, the newest complete checkpoint" in said
     resumed = json.loads((out / "report.json").read_text())
     assert resumed["stages"][:3] == report["stages"][:3]
     assert resumed["stages"][3]["tokens"] == 3 * 2 * 64

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_modeling import tiny_model
+from test_training_contract import assert_chunk_head_update_of_one_batch
 
 from fiftynet.conversion.compress import compressed_copy
 from fiftynet.training.corpus import load_corpus
@@ -78,6 +79,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         env=env, capture_output=True, text=True,
     )
     assert two.returncode == 0, two.stderr[-3000:]
+    for said in ("M trainable); ", "saved to "):  # each summary line once, not once per process
+        assert two.stdout.count(said) == len(kinds), two.stdout
     one = subprocess.run(
         [sys.executable, str(script), json.dumps([*common, "--per_device_train_batch_size", "4"]), json.dumps(kinds),
          str(tmp_path / "one")],
@@ -97,3 +100,34 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     for run in ("one", "two"):
         assert torch.equal(load_file(tmp_path / run / "chunk head" / "model" / "model.safetensors")["chunk_head.weight"],
                            saved)
+
+
+ONE_CHUNK_HEAD_STEP = """
+import sys
+from pathlib import Path
+
+import torch
+from test_training_contract import chunk_head, chunk_head_model, masked_blocks, one_update
+
+output = Path(sys.argv[1])
+loss, parameters = one_update(chunk_head.ChunkHeadTrainer, chunk_head_model(), masked_blocks(), output, 2, 1)
+if torch.distributed.get_rank() == 0:
+    torch.save((loss, parameters), output / "update.pt")
+"""
+
+
+def test_two_processes_give_a_chunk_head_the_update_of_one_batch(tmp_path):
+    """Two processes whose batches hold different numbers of targets: the chunk loss is divided by the count over
+    both (`average_tokens_across_devices`), and scaled back for DDP's average of the gradients."""
+    script = tmp_path / "one_chunk_head_step.py"
+    script.write_text(ONE_CHUNK_HEAD_STEP)
+    tests = Path(__file__).parent
+    python_path = os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": python_path}
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--main_process_port", str(free_port()), str(script), str(tmp_path / "two")],
+        env=env, capture_output=True, text=True,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert_chunk_head_update_of_one_batch(*torch.load(tmp_path / "two" / "update.pt"), tmp_path)

@@ -49,3 +49,12 @@ def test_lora_fine_tunes_saves_reloads_merges_and_generates(tmp_path, capsys):
     assert f"it is a LoRA adapter: push the merged model, {out / 'model'}" in capsys.readouterr().err
     cli.main(["generate", "--model", str(out / "adapter"), "--prompt", "And God", "--max-new-tokens", "10"])
     assert capsys.readouterr().out.startswith("And God")
+
+    # Its base model replaced by one of another size: one line naming the problem, not a traceback.
+    FiftyNetForCausalLM(FiftyNetConfig(hidden_size=64, num_hidden_layers=1)).save_pretrained(base)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["generate", "--model", str(out / "adapter"), "--prompt", "And God"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and error.startswith(f"fiftynet generate: error: cannot load adapter {out}")
+    assert "size mismatch for " in error and f"Its base model, {base}, is not the model the adapter was" in error

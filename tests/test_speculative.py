@@ -134,16 +134,17 @@ def test_chunk_head_passes_depend_only_on_draft_quality(drafts):
 
 
 def test_chunk_loss_is_the_cross_entropy_of_each_draft_against_its_future_token():
+    """Averaged over all the drafts' targets (13 + 12 per row here), or summed and divided by the count given for a
+    whole accumulated batch."""
     model = chunk_head_model({}, chunk_head_size=2)
     ids = random_ids(2, 16)
     output = model(ids, labels=ids, output_chunk_logits=True)
-    losses = [
-        torch.nn.functional.cross_entropy(
-            output.chunk_logits[:, : 16 - 1 - draft, draft - 1].flatten(0, 1), ids[:, 1 + draft :].flatten()
-        )
-        for draft in (1, 2)
-    ]
-    torch.testing.assert_close(output.chunk_loss, torch.stack(losses).mean())
+    logits = torch.cat([output.chunk_logits[:, : 16 - 1 - draft, draft - 1].flatten(0, 1) for draft in (1, 2)])
+    targets = torch.cat([ids[:, 1 + draft :].flatten() for draft in (1, 2)])
+    torch.testing.assert_close(output.chunk_loss, torch.nn.functional.cross_entropy(logits, targets))
+    summed = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+    given = model(ids, labels=ids, chunk_num_items_in_batch=torch.tensor(80)).chunk_loss
+    torch.testing.assert_close(given, summed / 80)
     torch.testing.assert_close(output.loss, model(ids, labels=ids).loss)  # the LM loss is unchanged
     assert model(ids, labels=ids).chunk_logits is None and model(ids).chunk_loss is None
 

@@ -20,7 +20,7 @@ import torch
 from conftest import run_isolated
 from safetensors.torch import load_file, save_file
 from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_config, tiny_model, variant_id
-from transformers import AutoConfig, DynamicCache
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from modeling_fiftynet import (
     FiftyNetByteTokenizer,
@@ -336,6 +336,58 @@ def test_the_staged_folder_of_a_killed_save_is_removed_by_the_next_save(tmp_path
     with staged_folder(target) as staged:
         (staged / "notes.txt").write_text("kept")
     assert sorted(path.name for path in target.iterdir()) == sorted([*others, "notes.txt"])
+
+
+def killed_while_moving_in(folder: Path) -> None:
+    """Saves `tiny_model(seed=1, num_hidden_layers=3)` over the 2-layer model in `folder` in a process killed right
+    after the new weights were renamed into place, before the new config."""
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_modeling import tiny_model
+        rename = os.replace
+        def replace_then_die(source, destination):
+            rename(source, destination)
+            if str(destination).endswith("model.safetensors"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.replace = replace_then_die
+        tiny_model(seed=1, num_hidden_layers=3).save_pretrained({str(folder)!r})
+        """)])
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".fiftynet-commit-")]
+
+
+@pytest.mark.parametrize("loader", ["class", "auto", "remote_code", "next_save"])
+def test_a_save_killed_while_moving_its_files_in_is_finished_by_the_next_load_or_save(tmp_path, loader):
+    """Killed between renames, a save left new weights beside the old config: it is finished, not loaded half."""
+    folder = tmp_path / "model"
+    tiny_model(seed=0).save_pretrained(folder)
+    FiftyNetByteTokenizer().save_pretrained(folder)
+    killed_while_moving_in(folder)
+    ids = random_ids(1, 7)
+    with torch.no_grad():
+        expected = tiny_model(seed=1, num_hidden_layers=3)(ids).logits
+    if loader == "remote_code":
+        torch.save(ids, tmp_path / "ids.pt")
+        run_isolated(f"""
+            import torch
+            from transformers import AutoModelForCausalLM
+            model = AutoModelForCausalLM.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+            with torch.no_grad():
+                torch.save(model(torch.load("ids.pt")).logits, "logits.pt")
+            """, tmp_path)
+        actual = torch.load(tmp_path / "logits.pt")
+    else:
+        if loader == "next_save":
+            with staged_folder(folder) as staged:
+                (staged / "notes.txt").write_text("kept")
+        load = FiftyNetForCausalLM.from_pretrained if loader in ("class", "next_save") else \
+            AutoModelForCausalLM.from_pretrained
+        with torch.no_grad():
+            actual = load(folder).eval()(ids).logits
+    assert torch.equal(actual, expected)
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".fiftynet-")]
+    assert json.loads((folder / "config.json").read_text())["num_hidden_layers"] == 3
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])

@@ -16,22 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, Trainer, set_seed
+import torch.nn.functional as F
+from transformers import Trainer, set_seed
 
 from fiftynet.hub_cards.card import CardRecord, run_model_name, source_name
 from modeling_fiftynet import FiftyNetConfig
-from modeling_fiftynet.modeling_fiftynet import FiftyNetChunkHead
+from modeling_fiftynet.modeling_fiftynet import FiftyNetCausalLMOutputWithPast, FiftyNetChunkHead, chunk_head_targets
 from modeling_fiftynet.saving import staged_folder
 
 from .data import DataArguments, check_block_size, check_vocabulary, load_texts, prepare_data
-from .errors import UsageError
+from .errors import UsageError, claimed
 from .evaluation import IGNORE_KEYS, collate_blocks, load_model
 from .tokenizer import load_tokenizer
-from .train import TRAINING_DEFAULTS, TrainerArguments, check_output_dir, clear_earlier_run, sequences_per_step
+from .train import (
+    TRAINING_DEFAULTS, TrainerArguments, check_output_dir, clear_earlier_run, sequences_per_step,
+    trainer_argument_parser,
+)
 
 
 @dataclass(kw_only=True)
 class ChunkHeadArguments(DataArguments):
+    _argument_group_name = "fiftynet chunk-head: data, model, head, speed measurement"
+
     model: str = field(metadata={"help": "the trained FiftyNet folder or Hub id"})
     chunk_head_size: int = field(default=3, metadata={"help": "tokens drafted beyond the next one"})
     block_size: int = field(default=256, metadata={"help": "tokens per training sequence"})
@@ -46,17 +52,42 @@ class ChunkHeadArguments(DataArguments):
 
 
 class ChunkHeadTrainer(Trainer):
-    """Trains on the chunk head's loss; the LM loss is a constant of the frozen model."""
+    """Trains on the chunk head's loss; the LM loss is a constant of the frozen model. Like transformers' causal LM
+    loss, the chunk loss of each micro-batch is summed and divided by the number of items in the whole accumulated
+    batch (all processes' with `average_tokens_across_devices`), so that accumulation gives the update of one batch."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # The chunk loss is a mean per micro-batch, not normalised by the accumulated token count: the Trainer must
-        # average the micro-batches of gradient accumulation itself.
-        self.model_accepts_loss_kwargs = False
+        # So that the Trainer counts the items (below) for `compute_loss`, and does not divide its loss, normalised by
+        # them, by the accumulation steps as well.
+        self.model_accepts_loss_kwargs = True
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
-        return (outputs.chunk_loss, outputs) if return_outputs else outputs.chunk_loss
+    # Private API, tested under every admitted release by .ci/run: `Trainer._get_num_items_in_batch`, extended (its
+    # own still sums over processes and divides among parallel devices); no public hook says what a loss's items are.
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | int | None:
+        # The Trainer counts next-token targets; the chunk loss's items are its drafts' targets: up to
+        # `chunk_head_size` per position, fewer at each row's end and next to -100 labels, so no multiple of that
+        # count. Its counter (which also sums over processes) counts `shift_labels`, `labels` or `labels[..., 1:]`,
+        # by release and model: give it the drafts' targets as each, after a -100.
+        size = self.model.config.chunk_head_size
+        drafts = []
+        for batch in batch_samples:
+            if "labels" in batch:
+                targets = chunk_head_targets(batch["labels"], size, batch.get("shift_labels")).flatten(1)
+                targets = F.pad(targets, (1, 0), value=-100)
+                drafts.append({"labels": targets, "shift_labels": targets})
+        return super()._get_num_items_in_batch(drafts, device)
+
+    def compute_loss(
+        self, model: torch.nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, FiftyNetCausalLMOutputWithPast]:
+        outputs = model(**inputs, chunk_num_items_in_batch=num_items_in_batch)
+        loss = outputs.chunk_loss
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # The count is over all processes, whose gradients are averaged: scaled back as Trainer.compute_loss does.
+            loss = loss * (self.args.n_gpu if self.args.n_gpu > 1 else self.accelerator.num_processes)
+        return (loss, outputs) if return_outputs else loss
 
 
 def add_chunk_head(model, chunk_head_size: int) -> None:
@@ -99,8 +130,8 @@ def measure_decoding(model, prompts: torch.Tensor, new_tokens: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ChunkHeadArguments, TrainerArguments), prog="fiftynet chunk-head", description=__doc__)
-    parser.set_defaults(**{**TRAINING_DEFAULTS, "output_dir": "fiftynet-chunk-head"})
+    parser = trainer_argument_parser((ChunkHeadArguments, TrainerArguments), "fiftynet chunk-head", __doc__,
+                                     {**TRAINING_DEFAULTS, "output_dir": "fiftynet-chunk-head"})
     try:
         script, training_args = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
@@ -108,6 +139,12 @@ def main(argv: list[str] | None = None) -> dict:
     if script.chunk_head_size < 1:
         raise UsageError(f"--chunk_head_size must be at least 1, got {script.chunk_head_size}")
     check_block_size(script.block_size)
+    with claimed(training_args.output_dir, "--output_dir", training_args.process_index == 0):
+        return run(script, training_args)
+
+
+def run(script: ChunkHeadArguments, training_args: TrainerArguments) -> dict:
+    """Trains the chunk head, measures its decoding and saves; returns the metrics."""
     clear_output_dir = check_output_dir(training_args.output_dir, None, script.overwrite_output_dir)
     set_seed(training_args.seed)
     tokenizer = load_tokenizer(script.model)

@@ -1,11 +1,16 @@
 """The `fiftynet` command line: one subcommand per job, each parsing its own arguments.
 
 `fiftynet COMMAND --help` shows a command's options. Bad input (a missing file, an unknown config field, ...) is one
-line on stderr naming the problem and exit code 2, as for argparse's own errors.
+line on stderr naming the problem and exit code 2, as for argparse's own errors; a full disk is one line and exit code
+1, Ctrl-C one line and exit code 130 (what a shell reports for SIGINT).
 """
 
 import argparse
+import errno
 import importlib
+import re
+
+from safetensors import SafetensorError
 
 from .errors import UsageError
 
@@ -34,6 +39,27 @@ COMMANDS = {
 }
 
 
+# Errors of a write that found no space: the OSError's errno, or its text where a library reports it in its own
+# exception (safetensors: "... (os error 28)", torch.save: "... file write failed").
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+DISK_FULL_TEXT = re.compile(
+    rf"os error ({'|'.join(map(str, DISK_FULL_ERRNOS))})\b|file write failed|No space left on device"
+    r"|Disk quota exceeded"
+)
+
+
+def disk_full(error: BaseException) -> str | None:
+    """The message of `error`, or of an exception that caused it, if it is a write that found no space; else None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            written = error.filename2 or error.filename  # a copy's destination, else the file
+            return f"{error.strerror}: {written}" if written else error.strerror
+        if DISK_FULL_TEXT.search(str(error)):
+            return " ".join(str(error).split())
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fiftynet", description=__doc__)
     subcommands = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +72,16 @@ def main(argv: list[str] | None = None) -> None:
         getattr(importlib.import_module(module), function)(rest)
     except UsageError as error:
         parser.exit(2, f"fiftynet {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        # Saves are staged (modeling_fiftynet.saving): nothing half-written is left, and finished checkpoints stay.
+        # On a line of its own: a progress bar may be half drawn.
+        parser.exit(130, f"\nfiftynet {args.command}: interrupted; what it had saved is kept (train, convert: continue "
+                         "with --resume)\n")
+    except (OSError, RuntimeError, SafetensorError) as error:
+        if (problem := disk_full(error)) is None:
+            raise
+        parser.exit(1, f"\nfiftynet {args.command}: error: the disk is full ({problem}); free some space and run it "
+                       "again (train, convert: --resume continues from the last complete checkpoint)\n")
 
 
 if __name__ == "__main__":

@@ -125,13 +125,17 @@ def hub_texts(name: str, config: str | None, column: str) -> Texts:
 
 
 def load_texts(args: DataArguments) -> Texts:
-    """Local files if given, else a `datasets` name if given, else the bundled corpus and its validation split."""
+    """Local files if given, else a `datasets` name if given, else the bundled corpus and its validation split; the
+    `--validation_data` files, if given, replace the validation text of any of them."""
     if args.data:
-        validation = read_text_files(args.validation_data) if args.validation_data else None
-        return Texts(read_text_files(args.data), validation, ", ".join(Path(file).name for file in args.data))
-    if args.dataset_name:
-        return hub_texts(args.dataset_name, args.dataset_config, args.text_column)
-    return Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
+        texts = Texts(read_text_files(args.data), None, ", ".join(Path(file).name for file in args.data))
+    elif args.dataset_name:
+        texts = hub_texts(args.dataset_name, args.dataset_config, args.text_column)
+    else:
+        texts = Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
+    if args.validation_data:
+        texts.validation = read_text_files(args.validation_data)
+    return texts
 
 
 def token_stream(documents: list[str], tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -1,17 +1,62 @@
-"""The one error type the `fiftynet` commands turn into a one-line message and exit code 2, and the check every
-command that writes a folder makes before it starts.
+"""The one error type the `fiftynet` commands turn into a one-line message and exit code 2, and the checks every
+command that writes a folder makes before it starts: that the folder is its own (`claimed`) and holds nothing a user
+did not ask to replace (`refuse_non_empty`).
 
 `UsageError` is defined in `fiftynet.hub_cards.errors` (so that `fiftynet push` raises it without importing
 `fiftynet.training`) and re-exported here: one class, whichever module names it.
 """
 
 import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no lock (see `claimed`)
+    fcntl = None
 
 from fiftynet.hub_cards.errors import UsageError
 
 
-__all__ = ["UsageError", "non_negative_int", "positive_float", "positive_int", "refuse_non_empty"]
+__all__ = ["UsageError", "claimed", "non_negative_int", "positive_float", "positive_int", "refuse_non_empty"]
+
+
+@contextmanager
+def claimed(folder: str | Path, option: str, is_writer: bool = True) -> Iterator[Path]:
+    """Holds `folder` (created if missing) for this command while the block runs: another command given the same
+    folder meanwhile gets a `UsageError` instead of writing its run over this one.
+
+    The lock is an exclusive `flock(2)` on the folder itself, so the folder holds no lock file to skip or clean up,
+    and the kernel releases it when the process ends however it ends: a killed command leaves no stale lock. Only the
+    process that writes takes it (`is_writer`: rank 0 of a distributed run; the others write nothing). File systems
+    without flock (some network mounts) and Windows are not locked. A folder this created is removed again if the
+    block leaves it empty (a command that stopped on bad input leaves nothing behind).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} is a file, not a folder")
+    if not is_writer or fcntl is None:
+        yield folder
+        return
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UsageError(f"{option} {folder} is in use by another fiftynet command that is still running: wait for "
+                         f"it to end, or choose another {option}") from None
+    except OSError:  # the file system has no flock
+        pass
+    try:
+        yield folder
+    finally:
+        if created and folder.is_dir() and not any(folder.iterdir()):  # while holding it: nobody else uses it
+            folder.rmdir()
+        os.close(descriptor)  # releases the lock
 
 
 def refuse_non_empty(folder: str | Path, option: str, how_to_continue: str = "") -> None:

@@ -18,11 +18,13 @@ from datasets import Dataset
 from peft import AutoPeftModelForCausalLM
 from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, Trainer, TrainingArguments
 
-import modeling_fiftynet  # noqa: F401  (registers FiftyNet with the Auto classes)
+from fiftynet.hub_cards.help_format import HelpFormatter
+from modeling_fiftynet import FiftyNetConfig  # and registers FiftyNet with the Auto classes
 
 from .corpus import CORPUS_NAME, load_corpus
 from .data import check_vocabulary, packed_blocks, read_text_files, token_stream, tokens_per_byte
 from .errors import UsageError, positive_int
+from .presets import check_fits
 from .tokenizer import from_pretrained, load_tokenizer
 
 
@@ -86,8 +88,24 @@ def trainer_evaluation(text_tokens_per_byte: float) -> dict:
 
 def load_model(name_or_path: str, **kwargs) -> PreTrainedModel:
     """A saved causal LM, or a PEFT adapter folder (its base model is loaded and the adapter merged)."""
-    if (Path(name_or_path) / "adapter_config.json").is_file():
-        return from_pretrained(AutoPeftModelForCausalLM.from_pretrained, name_or_path, "adapter").merge_and_unload()
+    adapter_config = Path(name_or_path) / "adapter_config.json"
+    if adapter_config.is_file():
+        try:
+            return from_pretrained(AutoPeftModelForCausalLM.from_pretrained, name_or_path, "adapter").merge_and_unload()
+        except UsageError as error:
+            if "size mismatch" not in str(error):
+                raise
+            base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+            raise UsageError(f"{error} Its base model, {base}, is not the model the adapter was trained on "
+                             "(base_model_name_or_path in adapter_config.json)") from None
+    config_file = Path(name_or_path) / "config.json"
+    if config_file.is_file():
+        try:
+            settings = json.loads(config_file.read_text())
+        except ValueError:
+            settings = {}  # loading it says what is wrong
+        if settings.get("model_type") == FiftyNetConfig.model_type:
+            check_fits(settings, f"cannot load model {name_or_path}: its config.json", torch.device("cpu"))
     return from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", **kwargs)
 
 
@@ -99,7 +117,8 @@ def evaluate_blocks(model: PreTrainedModel, blocks: Dataset, text_tokens_per_byt
         trainer = Trainer(model=model, args=args, eval_dataset=blocks, **trainer_evaluation(text_tokens_per_byte))
         # Training and validation blocks are full, so the plain mean per batch is exact (`evaluate_text` corrects
         # eval_loss for its padded last block; the other metrics count tokens). Passing models that accept loss kwargs
-        # (GPT-2) a token count instead makes transformers 5.23 count position 0, which is never a target: a loss (L-1)/L low.
+        # (GPT-2) a token count instead makes transformers 5.23 count position 0, which is never a target: a loss
+        # (L-1)/L low.
         trainer.model_accepts_loss_kwargs = False
         return trainer.evaluate(ignore_keys=IGNORE_KEYS)
 
@@ -117,18 +136,25 @@ def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block
             "text_tokens": len(token_ids), **metrics}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="fiftynet eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model to load, as `fiftynet eval` and `fiftynet generate` take it."""
     parser.add_argument("--model", required=True, help="a saved model folder, Hub id or PEFT adapter folder")
     parser.add_argument("--tokenizer", help="tokenizer folder, Hub id or 'byte' (default: the model's own)")
-    parser.add_argument("--text", nargs="+", help=f"text files or folders (default: the validation split of {CORPUS_NAME})")
+    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true",
+                        help="run the Python code a model's folder or Hub repository ships (for architectures that "
+                             "transformers and fiftynet do not know)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="fiftynet eval", description=__doc__, formatter_class=HelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--text", nargs="+",
+                        help=f"text files or folders (default: the validation split of {CORPUS_NAME})")
     parser.add_argument("--block_size", "--block-size", type=positive_int,
                         help="tokens per evaluated block (default: the model's max_position_embeddings if it has "
                              "one, at most 1024)")
-    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8)
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8, help="blocks per forward pass")
     parser.add_argument("--output_json", "--output-json", type=Path, help="also write the metrics to this JSON file")
-    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
     args = parser.parse_args(argv)
 
     run_model = Path(args.model) / "model"

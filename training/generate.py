@@ -5,9 +5,11 @@ import argparse
 import torch
 from transformers import TextStreamer, set_seed
 
+from fiftynet.hub_cards.help_format import HelpFormatter
+
 from .data import check_vocabulary
 from .errors import UsageError
-from .evaluation import load_model
+from .evaluation import add_model_arguments, load_model
 from .tokenizer import load_tokenizer
 
 
@@ -30,16 +32,18 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fiftynet generate", description=__doc__)
-    parser.add_argument("--model", required=True, help="a saved model folder, Hub id or PEFT adapter folder")
-    parser.add_argument("--tokenizer", help="tokenizer folder, Hub id or 'byte' (default: the model's own)")
-    parser.add_argument("--prompt", default="And God said")
-    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 decodes greedily")
-    parser.add_argument("--top_k", "--top-k", type=int, default=50, help="0 disables top-k filtering")
-    parser.add_argument("--top_p", "--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trust_remote_code", "--trust-remote-code", action="store_true")
+    parser = argparse.ArgumentParser(prog="fiftynet generate", description=__doc__, formatter_class=HelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--prompt", default="And God said", help="the text to continue")
+    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=int, default=200,
+                        help="tokens generated at most (fewer if the model ends the text)")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="above 1 flattens the distribution sampled from, below 1 sharpens it; 0 decodes greedily")
+    parser.add_argument("--top_k", "--top-k", type=int, default=50,
+                        help="sample among the K likeliest tokens; 0 disables top-k filtering")
+    parser.add_argument("--top_p", "--top-p", type=float, default=1.0,
+                        help="sample among the likeliest tokens whose probabilities sum to P; 1 disables it")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     args = parser.parse_args(argv)
     check_arguments(args)
 

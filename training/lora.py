@@ -25,7 +25,7 @@ class LoraArguments:
     lora: bool = field(default=False, metadata={"help": "fine-tune --model with LoRA adapters instead of in full"})
     lora_r: int = field(default=8, metadata={"help": "rank of the LoRA updates"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (updates are scaled by alpha/r)"})
-    lora_dropout: float = field(default=0.0)
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout probability of the LoRA layers' input"})
     lora_target_modules: list[str] = field(
         default_factory=lambda: list(TARGET_MODULES), metadata={"help": "module names that get LoRA adapters"}
     )

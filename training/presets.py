@@ -1,13 +1,17 @@
-"""Model size presets and FiftyNetConfig fields from the command line or a JSON/YAML file, for `fiftynet train`."""
+"""Model size presets and FiftyNetConfig fields from the command line or a JSON/YAML file, for `fiftynet train`, and
+the check that a described model fits in memory before it is built."""
 
 import difflib
 import json
+import os
+from collections import Counter
 from pathlib import Path
 
+import torch
 import yaml
 from huggingface_hub.errors import StrictDataclassError
 
-from modeling_fiftynet import FiftyNetConfig
+from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 
 from .errors import UsageError
 
@@ -73,7 +77,58 @@ def build_config(preset: str, config_file: str | None, overrides: list[str], **f
     for name in settings.keys() - config_fields():
         close = difflib.get_close_matches(name, config_fields(), n=1)
         raise UsageError(f"unknown config field {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    check_fits(settings, "the model config", torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         return FiftyNetConfig(**settings)
     except (ValueError, TypeError, StrictDataclassError) as error:
         raise UsageError(f"invalid model config: {' '.join(str(error).split())}") from None
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory of `device` (a GPU's, else the machine's), or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
+
+
+def parameter_bytes(settings: dict) -> int | None:
+    """Bytes of the weights of the FiftyNet that the config fields `settings` describe, counted without building it
+    (nor its config, whose per-layer lists alone take minutes for millions of layers): models of one and two blocks,
+    built on the meta device, give the size of the rest and of each block. None if the fields are not a valid config
+    (building it says why)."""
+    defaults = FiftyNetConfig.__dataclass_fields__
+    layers = settings.get("num_hidden_layers", defaults["num_hidden_layers"].default)
+    mixer_type, mixers = settings.get("mixer_type", defaults["mixer_type"].default), settings.get("mixer_types")
+    if not isinstance(layers, int) or layers < 1:
+        return None
+    if not mixers or mixers == [mixer_type] * len(mixers):  # the config repeats mixer_type over the layers
+        mixers = [mixer_type] * layers
+    if not isinstance(mixers, list) or len(mixers) != layers:
+        return None
+    counts = Counter(mixers)
+    # Every small model holds `first`: an attention layer if there is one, which some settings need (rope).
+    first = "attention" if "attention" in counts else mixers[0]
+
+    def size(mixer_types: list[str]) -> int:
+        config = FiftyNetConfig(**{**settings, "num_hidden_layers": len(mixer_types), "mixer_types": mixer_types})
+        return FiftyNetForCausalLM(config).num_parameters()
+
+    try:
+        with torch.device("meta"):
+            one = size([first])
+            block = {mixer: size([first, mixer]) - one for mixer in counts}
+    except (ValueError, TypeError, StrictDataclassError):
+        return None
+    total = one - block[first] + sum(block[mixer] * number for mixer, number in counts.items())
+    return total * torch.finfo(getattr(torch, str(settings.get("dtype") or "float32"), torch.float32)).bits // 8
+
+
+def check_fits(settings: dict, what: str, device: torch.device) -> None:
+    """Refuses, before anything is built, a model whose weights alone exceed the memory of `device`."""
+    needed, available = parameter_bytes(settings), device_memory(device)
+    if needed is not None and available is not None and needed > available:
+        raise UsageError(f"{what} describes a model whose weights alone take {needed / 2**30:,.0f} GiB "
+                         f"({settings['num_hidden_layers']:,} blocks), more than the {available / 2**30:,.0f} GiB of "
+                         f"{device}")

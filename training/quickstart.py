@@ -22,12 +22,13 @@ from transformers import (
 )
 
 from fiftynet.hub_cards.card import CardRecord, Measurement
+from fiftynet.hub_cards.help_format import HelpFormatter
 from modeling_fiftynet import FiftyNetByteTokenizer, FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 
 from .corpus import CORPUS_NAME, load_corpus
 from .data import packed_blocks
-from .errors import positive_float, positive_int, refuse_non_empty
+from .errors import claimed, positive_float, positive_int, refuse_non_empty
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,16 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the model goes: a new or empty folder")
     parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", action="store_true",
                         help="replace the model in a non-empty --output_dir (an earlier quickstart)")
-    parser.add_argument("--max_steps", "--max-steps", type=positive_int, default=400)
-    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=16)
+    parser.add_argument("--max_steps", "--max-steps", type=positive_int, default=400,
+                        help="AdamW steps: 5%% warm-up, then cosine decay")
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=16, help="sequences per step")
     parser.add_argument("--block_size", "--block-size", type=positive_int, default=256,
                         help="bytes per training sequence")
-    parser.add_argument("--hidden_size", "--hidden-size", type=positive_int, default=192)
-    parser.add_argument("--num_layers", "--num-layers", type=positive_int, default=4)
-    parser.add_argument("--learning_rate", "--learning-rate", type=positive_float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prompt", default="And God said")
-    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=positive_int, default=200)
+    parser.add_argument("--hidden_size", "--hidden-size", type=positive_int, default=192, help="width of the model")
+    parser.add_argument("--num_layers", "--num-layers", type=positive_int, default=4, help="FiftyNet blocks")
+    parser.add_argument("--learning_rate", "--learning-rate", type=positive_float, default=3e-3,
+                        help="peak learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initialization, batches and sample")
+    parser.add_argument("--prompt", default="And God said", help="text the sample at the end continues")
+    parser.add_argument("--max_new_tokens", "--max-new-tokens", type=positive_int, default=200,
+                        help="bytes sampled after the prompt")
 
 
 def unigram_bits_per_byte(train: bytes, validation: bytes) -> float:
@@ -179,9 +183,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fiftynet quickstart", description=__doc__)
+    parser = argparse.ArgumentParser(prog="fiftynet quickstart", description=__doc__, formatter_class=HelpFormatter)
     add_arguments(parser)
-    run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    with claimed(args.output_dir, "--output_dir"):
+        run(args)
 
 
 if __name__ == "__main__":

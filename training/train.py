@@ -11,11 +11,12 @@ with `--lora`, also `adapter/` (the PEFT adapter; `model/` then holds the merged
 
 import argparse
 import json
-import os
+import re
 import shutil
 import sys
+import zipfile
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -35,14 +36,15 @@ from safetensors import SafetensorError, safe_open
 from transformers.trainer_utils import get_last_checkpoint
 
 from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
+from fiftynet.hub_cards.help_format import HelpFormatter
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 
 from .data import DataArguments, LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
-from .errors import UsageError, refuse_non_empty
+from .errors import UsageError, claimed, refuse_non_empty
 from .evaluation import IGNORE_KEYS, load_model, trainer_evaluation
 from .lora import LoraArguments, add_lora
-from .presets import PRESETS, build_config
+from .presets import PRESETS, build_config, device_memory
 from .tokenizer import load_tokenizer
 
 
@@ -60,7 +62,7 @@ class TrainScriptArguments(DataArguments):
     config_file: str | None = field(default=None, metadata={"help": "JSON or YAML file of FiftyNetConfig fields"})
     config_overrides: list[str] = field(
         default_factory=list,
-        metadata={"help": "FiftyNetConfig fields, e.g. hidden_size=256 mixer_type=nfo",
+        metadata={"help": "FiftyNetConfig fields, e.g. hidden_size=256 mixer_type=nfo", "metavar": "FIELD=VALUE",
                   "aliases": ["--set", "--config-override", "--config_override"]},
     )
     model: str | None = field(
@@ -94,7 +96,8 @@ class TrainScriptArguments(DataArguments):
 class TrainerArguments(TrainingArguments):
     """`TrainingArguments`, listed after fiftynet's own options in `--help`."""
 
-    _argument_group_name = "transformers.Trainer: every TrainingArguments option"
+    _argument_group_name = ("transformers.Trainer: every TrainingArguments option works; --help lists the usual ones, "
+                            "--help-all every one")
 
     def __post_init__(self) -> None:
         # Values the Trainer would only trip over later, with a traceback.
@@ -106,11 +109,55 @@ class TrainerArguments(TrainingArguments):
         super().__post_init__()
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except None: those options' help says what happens without them."""
+# The TrainingArguments options every command's `--help` lists, besides those its description and help texts name. The
+# 150 or so others work as well; `--help-all` lists them too.
+USUAL_TRAINING_OPTIONS = frozenset({
+    "output_dir", "num_train_epochs", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "learning_rate", "bf16",
+})
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        return action.help if action.default is None else super()._get_help_string(action)
+
+class HelpAllAction(argparse.Action):
+    """`--help-all`: the help with every TrainingArguments option, those `--help` leaves out included."""
+
+    def __init__(self, option_strings: list[str], dest: str, hidden: dict[argparse.Action, str]) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="this help with every TrainingArguments option, and exit")
+        self.hidden = hidden  # the help of each option `--help` leaves out
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: list[str],
+                 option_string: str | None = None) -> None:
+        for action, help_text in self.hidden.items():
+            action.help = help_text
+        parser.print_help()
+        parser.exit()
+
+
+def trainer_argument_parser(dataclass_types: tuple[type, ...], prog: str, description: str,
+                            defaults: dict[str, object]) -> HfArgumentParser:
+    """The parser of a command whose arguments are `dataclass_types`, `TrainerArguments` among them, with the command's
+    own TrainingArguments `defaults`. Its `--help` lists the command's options, USUAL_TRAINING_OPTIONS and the
+    TrainingArguments options its help names (all of them run over 500 lines), `--help-all` every option; its usage
+    names the required options only."""
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description, formatter_class=HelpFormatter)
+    parser.set_defaults(**defaults)
+    trainer_options = {option.name for option in fields(TrainingArguments)}
+    own_help = [description, *(action.help or "" for action in parser._actions if action.dest not in trainer_options)]
+    shown = USUAL_TRAINING_OPTIONS | set(re.findall(r"--(\w+)", " ".join(own_help)))
+    hidden = {}
+    for action in parser._actions:
+        if action.dest in defaults and action.help:
+            # transformers' help may name its own default, which the command's replaces (eval_steps)
+            action.help = re.sub(r"\s*Defaults to [^.]*\.", "", action.help)
+        if action.option_strings[0].startswith("--no_"):  # transformers repeats the option's own help there
+            action.help = f"the same as --{action.dest} false"
+        if action.dest in trainer_options and action.dest not in shown:
+            hidden[action], action.help = action.help, argparse.SUPPRESS
+    parser.add_argument("--help-all", "--help_all", action=HelpAllAction, hidden=hidden)
+    required = [f"{action.option_strings[0]} {action.metavar or action.dest.upper()}" for action in parser._actions
+                if action.required]
+    parser.usage = " ".join([prog, *required, "[OPTIONS]"])
+    return parser
 
 
 # Defaults for training from scratch; any of them can be set on the command line.
@@ -133,9 +180,8 @@ TRAINING_DEFAULTS = dict(
 
 
 def parse_arguments(argv: list[str] | None) -> tuple[TrainScriptArguments, LoraArguments, TrainingArguments]:
-    parser = HfArgumentParser((TrainScriptArguments, LoraArguments, TrainerArguments), prog="fiftynet train",
-                              usage="fiftynet train [OPTIONS]", description=__doc__, formatter_class=HelpFormatter)
-    parser.set_defaults(**TRAINING_DEFAULTS)
+    parser = trainer_argument_parser((TrainScriptArguments, LoraArguments, TrainerArguments), "fiftynet train", __doc__,
+                                     TRAINING_DEFAULTS)
     try:
         return parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:  # TrainingArguments' own checks, and unknown arguments
@@ -201,6 +247,10 @@ def checkpoint_problem(folder: Path, weights_only: bool) -> str | None:
         except (OSError, SafetensorError) as error:
             return f"{file} cannot be read ({error}); the checkpoint is incomplete"
     missing = [name for name in ("optimizer.pt", "scheduler.pt") if not (folder / name).is_file()]
+    for name in () if weights_only else ("optimizer.pt", "scheduler.pt"):
+        # torch.save writes a zip archive, whose directory comes last: a truncated file has none.
+        if (folder / name).is_file() and not zipfile.is_zipfile(folder / name):
+            return f"{folder / name} cannot be read (truncated?); the checkpoint is incomplete"
     if missing and not weights_only:
         return (
             f"{folder}: {' and '.join(missing)} missing, so the run cannot continue as it would have (the "
@@ -262,13 +312,8 @@ def check_memory(config: FiftyNetConfig, args: TrainingArguments, block_size: in
     per_layer = 4 * 2 if args.gradient_checkpointing else ACTIVATION_BYTES  # checkpointing keeps each block's input
     needed = tokens * config.hidden_size * (config.num_hidden_layers * per_layer + ACTIVATION_BYTES)
     needed *= 0.5 if args.bf16 or args.fp16 else 1.0
-    if args.device.type == "cuda":
-        available = torch.cuda.get_device_properties(args.device).total_memory
-    elif hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    else:
-        return
-    if needed > available:
+    available = device_memory(args.device)
+    if available is not None and needed > available:
         raise UsageError(
             f"--block_size {block_size} with --per_device_train_batch_size {args.per_device_train_batch_size} needs "
             f"at least {needed / 2**30:.0f} GiB of activations per step, more than the {available / 2**30:.0f} GiB "
@@ -438,9 +483,10 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
             training_args.metric_for_best_model, training_args.greater_is_better = "eval_loss", False
         callbacks = [EarlyStoppingCallback(script.early_stopping_patience), *callbacks]
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M "
-          f"trainable); {len(data.train)} training and {len(data.validation)} validation blocks of "
-          f"{script.block_size} tokens from {data.name}")
+    if training_args.should_log:  # once per machine, as the Trainer logs
+            print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M "
+              f"trainable); {len(data.train)} training and {len(data.validation)} validation blocks of "
+              f"{script.block_size} tokens from {data.name}")
 
     if clear_output_dir and training_args.should_save:
         clear_earlier_run(training_args.output_dir)
@@ -464,7 +510,9 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(*parse_arguments(argv))
+    script, lora_args, training_args = parse_arguments(argv)
+    with claimed(training_args.output_dir, "--output_dir", training_args.process_index == 0):
+        return run(script, lora_args, training_args)
 
 
 def lora_main(argv: list[str]) -> dict:
