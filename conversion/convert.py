@@ -139,7 +139,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[ConvertArguments, TrainingA
         args, training_args = parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
         raise UsageError(" ".join(str(error).split())) from None
-    return args, replace(training_args, output_dir=str(Path(args.out) / "checkpoints"))
+    checkpoints = str(Path(args.out) / "checkpoints")
+    if training_args.output_dir not in (TRAINING_DEFAULTS["output_dir"], checkpoints):  # it would be ignored
+        raise UsageError(f"--output_dir {training_args.output_dir}: the conversion keeps its checkpoints in "
+                         f"{checkpoints} (--out OUT/checkpoints); choose the folder with --out")
+    return args, replace(training_args, output_dir=checkpoints)
 
 
 def load_teacher(name_or_path: str) -> GPT2LMHeadModel:

@@ -374,3 +374,9 @@ def test_validation_data_without_data_replaces_the_corpus_validation_split(tmp_p
     held_out.write_text("Blessed are the meek: for they shall inherit the earth.")
     texts = load_texts(DataArguments(validation_data=[str(held_out)]))
     assert texts.validation == [held_out.read_text()] and texts.train == [load_corpus("train")]
+
+
+def test_convert_refuses_an_output_dir_it_would_ignore(tmp_path, capsys):
+    error = fails_with(["convert", "--teacher", str(tmp_path), "--out", str(tmp_path / "out"), "--output_dir",
+                        str(tmp_path / "elsewhere")], capsys)
+    assert f"--output_dir {tmp_path / 'elsewhere'}: the conversion keeps its checkpoints in {tmp_path / 'out'}" in error

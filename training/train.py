@@ -484,7 +484,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
         callbacks = [EarlyStoppingCallback(script.early_stopping_patience), *callbacks]
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     if training_args.should_log:  # once per machine, as the Trainer logs
-            print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M "
+        print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M "
               f"trainable); {len(data.train)} training and {len(data.validation)} validation blocks of "
               f"{script.block_size} tokens from {data.name}")
 
