@@ -9,8 +9,9 @@ import time
 
 import huggingface_hub
 import pytest
+from transformers import HfArgumentParser, TrainingArguments
 
-from fiftynet.training import cli, tokenizer
+from fiftynet.training import cli, tokenizer, train
 from fiftynet.training.corpus import load_corpus
 from fiftynet.training.data import DataArguments, load_texts
 from fiftynet.training.errors import UsageError, claimed
@@ -190,7 +191,19 @@ def test_a_batch_whose_activations_cannot_fit_is_refused_before_allocating(tmp_p
     error = fails_with(["train", "--data", str(text), "--block_size", "131072", "--per_device_train_batch_size",
                         "4096", "--output_dir", str(tmp_path / "run"), "--report_to", "none"], capsys)
     assert "--block_size 131072 with --per_device_train_batch_size 4096 needs at least" in error
-    assert "GiB of activations per step, more than the" in error and "--gradient_checkpointing" in error
+    assert "GiB of activations per step, more than the" in error and train.CHECKPOINTING_FLAG in error
+
+
+def test_the_activation_check_counts_checkpointing_under_the_flag_it_advises(monkeypatch):
+    """The flag the refusal names is the one this release documents, and passing it lowers the estimate."""
+    config = FiftyNetConfig(hidden_size=64, num_hidden_layers=8)
+    parse = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses
+    plain, = parse(["--output_dir", "unused", "--per_device_train_batch_size", "8"])
+    checkpointed, = parse(["--output_dir", "unused", "--per_device_train_batch_size", "8", train.CHECKPOINTING_FLAG])
+    monkeypatch.setattr(train, "device_memory", lambda device: 8 * 4096 * 64 * (8 * 8 + train.ACTIVATION_BYTES))
+    with pytest.raises(UsageError, match="GiB of activations per step"):
+        train.check_memory(config, plain, block_size=4096)
+    train.check_memory(config, checkpointed, block_size=4096)  # exactly fits
 
 
 def test_a_model_whose_weights_cannot_fit_is_refused_before_its_config_is_built(tmp_path, capsys):

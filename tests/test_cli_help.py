@@ -111,3 +111,9 @@ def test_options_show_their_defaults(command: str, monkeypatch: pytest.MonkeyPat
                 assert f"(default: {action.default})" not in help_text, f"{parser.prog} {action.option_strings[0]}"
             elif not action.required:
                 assert "default" in help_text.lower(), f"{parser.prog} {action.option_strings[0]}: {help_text}"
+
+
+@pytest.mark.parametrize("words", HELPS, ids=" ".join)
+def test_usage_names_the_command_typed(words: list[str], capsys: pytest.CaptureFixture) -> None:
+    usage = printed_help(words, "--help", capsys).split("\n", 1)[0]
+    assert usage.startswith(f"usage: fiftynet {' '.join(words)} "), usage

@@ -23,6 +23,14 @@ from fiftynet.hub_cards.errors import UsageError
 __all__ = ["UsageError", "claimed", "non_negative_int", "positive_float", "positive_int", "refuse_non_empty"]
 
 
+def _folder_or_nothing(folder: str | Path, option: str) -> Path:
+    """`folder` as a Path; a `UsageError` if a file (or anything but a folder) already has its name."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option} {folder} is a file, not a folder")
+    return folder
+
+
 @contextmanager
 def claimed(folder: str | Path, option: str, is_writer: bool = True) -> Iterator[Path]:
     """Holds `folder` (created if missing) for this command while the block runs: another command given the same
@@ -34,9 +42,7 @@ def claimed(folder: str | Path, option: str, is_writer: bool = True) -> Iterator
     without flock (some network mounts) and Windows are not locked. A folder this created is removed again if the
     block leaves it empty (a command that stopped on bad input leaves nothing behind).
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{option} {folder} is a file, not a folder")
+    folder = _folder_or_nothing(folder, option)
     if not is_writer or fcntl is None:
         yield folder
         return
@@ -62,9 +68,7 @@ def claimed(folder: str | Path, option: str, is_writer: bool = True) -> Iterator
 def refuse_non_empty(folder: str | Path, option: str, how_to_continue: str = "") -> None:
     """Raises a `UsageError` if `folder` holds anything: a command writes a new folder, never over a user's model or
     run unless asked with --overwrite_output_dir. `how_to_continue` is offered first (e.g. how to resume it)."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{option} {folder} is a file, not a folder")
+    folder = _folder_or_nothing(folder, option)
     held = sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
     if held:
         more = ", ..." if len(held) > 4 else ""

@@ -1,7 +1,7 @@
 """`fiftynet train`: train or fine-tune FiftyNet with `transformers.Trainer`.
 
 Every TrainingArguments flag works as in any transformers script (`--bf16`, `--gradient_accumulation_steps`,
-`--gradient_checkpointing`, `--lr_scheduler_type`, `--save_steps`, `--eval_steps`, ...); the defaults below suit
+`--activation_checkpointing`, `--lr_scheduler_type`, `--save_steps`, `--eval_steps`, ...); the defaults below suit
 training from scratch. Several GPUs or nodes: `accelerate launch -m fiftynet.training.train ...` (see docs/training.md).
 
 OUTPUT_DIR gets checkpoints (`checkpoint-N`, for `--resume`), TensorBoard logs (`runs/`), `metrics.json`,
@@ -179,8 +179,9 @@ TRAINING_DEFAULTS = dict(
 )
 
 
-def parse_arguments(argv: list[str] | None) -> tuple[TrainScriptArguments, LoraArguments, TrainingArguments]:
-    parser = trainer_argument_parser((TrainScriptArguments, LoraArguments, TrainerArguments), "fiftynet train", __doc__,
+def parse_arguments(argv: list[str] | None, prog: str = "fiftynet train", description: str = __doc__
+                    ) -> tuple[TrainScriptArguments, LoraArguments, TrainingArguments]:
+    parser = trainer_argument_parser((TrainScriptArguments, LoraArguments, TrainerArguments), prog, description,
                                      TRAINING_DEFAULTS)
     try:
         return parser.parse_args_into_dataclasses(args=argv)
@@ -304,11 +305,15 @@ def clear_earlier_run(output_dir: str) -> None:
 # Activation memory of one training step, in bytes per token, layer and channel: measured on CPU in float32 between
 # 150 and 210 for the tiny preset at 256 to 4096 tokens; the lower end, so that a refusal is never a false alarm.
 ACTIVATION_BYTES = 150
+# The flag this transformers release documents (the older name became a deprecated alias).
+CHECKPOINTING_FLAG = "--" + next(name for name in ("activation_checkpointing", "gradient_checkpointing")
+                                 if name in TrainingArguments.__dataclass_fields__)
 
 
 def check_memory(config: FiftyNetConfig, args: TrainingArguments, block_size: int) -> None:
     """Refuses, before anything is allocated, a batch whose activations alone would exceed the device's memory."""
     tokens = args.per_device_train_batch_size * block_size
+    # `gradient_checkpointing` mirrors `activation_checkpointing` (its new name, where it exists) once resolved.
     per_layer = 4 * 2 if args.gradient_checkpointing else ACTIVATION_BYTES  # checkpointing keeps each block's input
     needed = tokens * config.hidden_size * (config.num_hidden_layers * per_layer + ACTIVATION_BYTES)
     needed *= 0.5 if args.bf16 or args.fp16 else 1.0
@@ -317,7 +322,7 @@ def check_memory(config: FiftyNetConfig, args: TrainingArguments, block_size: in
         raise UsageError(
             f"--block_size {block_size} with --per_device_train_batch_size {args.per_device_train_batch_size} needs "
             f"at least {needed / 2**30:.0f} GiB of activations per step, more than the {available / 2**30:.0f} GiB "
-            f"of {args.device}: lower either, or add --gradient_checkpointing"
+            f"of {args.device}: lower either, or add {CHECKPOINTING_FLAG}"
         )
 
 
@@ -509,15 +514,15 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict:
-    script, lora_args, training_args = parse_arguments(argv)
+def main(argv: list[str] | None = None, prog: str = "fiftynet train", description: str = __doc__) -> dict:
+    script, lora_args, training_args = parse_arguments(argv, prog, description)
     with claimed(training_args.output_dir, "--output_dir", training_args.process_index == 0):
         return run(script, lora_args, training_args)
 
 
 def lora_main(argv: list[str]) -> dict:
     """`fiftynet lora ...` is `fiftynet train --lora ...`."""
-    return main(["--lora", *argv])
+    return main(["--lora", *argv], "fiftynet lora", f"{lora_main.__doc__}\n\n{__doc__}")
 
 
 if __name__ == "__main__":
