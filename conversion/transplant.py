@@ -8,12 +8,11 @@ value and output projections and causal filters fitted to what the attention com
 its average weight at each distance).
 """
 
-import logging
 from functools import partial
 
 import torch
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.configuration_fiftynet import MIXERS
@@ -26,12 +25,12 @@ from modeling_fiftynet.modeling_fiftynet import (
 )
 from modeling_fiftynet.spectral_ops import frequency_response_to_kernel
 
+from .families import special_ids_in_vocabulary
+from .llama import transplant_llama
+
 
 # The mixers a conversion can put in place of attention (the mixer table's `convertible` column).
 SPECTRAL_MIXERS = tuple(name for name, spec in MIXERS.items() if spec.convertible)
-SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id")
-
-logger = logging.getLogger(__name__)
 
 
 def check_teacher(config: GPT2Config) -> None:
@@ -44,25 +43,6 @@ def check_teacher(config: GPT2Config) -> None:
     for present, name in unsupported:
         if present:
             raise ValueError(f"the teacher's config has {name}, which the conversion does not support")
-
-
-def special_ids_in_vocabulary(teacher: GPT2Config) -> dict[str, int | list[int] | None]:
-    """The teacher's pad/bos/eos ids, without those outside its vocabulary.
-
-    GPT2Config defaults bos and eos to 50256 whatever the vocabulary, and transformers accepts such a config (the ids
-    can never be generated or fed); FiftyNetConfig refuses ids it has no embedding for, so they are dropped, with a
-    warning naming them.
-    """
-    special_ids = {}
-    for name in SPECIAL_ID_FIELDS:
-        value = getattr(teacher, name)
-        ids = value if isinstance(value, list) else [value]
-        kept = [token_id for token_id in ids if token_id is None or 0 <= token_id < teacher.vocab_size]
-        if len(kept) < len(ids):
-            logger.warning(f"The teacher's {name}={value} lies outside its vocabulary of {teacher.vocab_size} tokens; "
-                           "the student does not carry it.")
-        special_ids[name] = (kept or None) if isinstance(value, list) else (kept[0] if kept else None)
-    return special_ids
 
 
 def student_config(teacher: GPT2Config, mixer_types: list[str], **overrides) -> FiftyNetConfig:
@@ -121,6 +101,28 @@ def transplant_gpt2(teacher: GPT2LMHeadModel, mixer_types: list[str], **config_o
                 _copy_linear(projection, block.attn.c_attn.weight[:, columns], block.attn.c_attn.bias[columns])
             _copy_linear(layer.mixer.out_proj, block.attn.c_proj.weight, block.attn.c_proj.bias)
     return student
+
+
+# The teachers a conversion takes, by transformers `model_type`: the function that builds the exact student.
+TEACHER_FAMILIES = {
+    "gpt2": transplant_gpt2,
+    "llama": transplant_llama,  # Llama 2, 3.x, SmolLM, SmolLM2, TinyLlama
+    "mistral": transplant_llama,
+    "qwen2": transplant_llama,  # Qwen2, Qwen2.5
+    "qwen3": transplant_llama,
+}
+
+
+def transplant(teacher: PreTrainedModel, mixer_types: list[str], **config_overrides) -> FiftyNetForCausalLM:
+    """The FiftyNet with `mixer_types` that carries every weight of `teacher` (a causal LM of one of
+    `TEACHER_FAMILIES`): with every mixer `"attention"` it computes what the teacher computes. A teacher of another
+    family, or with an option FiftyNet does not compute, is a `ValueError` naming it."""
+    model_type = teacher.config.model_type
+    if model_type not in TEACHER_FAMILIES:
+        raise ValueError(f"the teacher is a {model_type!r} model; the conversion takes {', '.join(TEACHER_FAMILIES)}")
+    if len(mixer_types) != teacher.config.num_hidden_layers:
+        raise ValueError(f"{len(mixer_types)} mixer types for a teacher of {teacher.config.num_hidden_layers} layers")
+    return TEACHER_FAMILIES[model_type](teacher, mixer_types, **config_overrides)
 
 
 @torch.no_grad()

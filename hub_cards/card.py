@@ -80,12 +80,21 @@ def layer_ranges(mixer_types: list[str]) -> str:
     return f"{'layers' if len(mixer_types) > 1 else 'layer'} {', '.join(runs)}"
 
 
+def _attention_heads(config: PreTrainedConfig) -> str:
+    """`"multi-head attention, 4 heads"`, or `"grouped-query attention, 32 query heads sharing 8 key/value heads"`."""
+    heads, kv_heads = config.num_attention_heads, config.attention_key_value_heads
+    if kv_heads == heads:
+        return f"multi-head attention, {heads} heads"
+    return f"grouped-query attention, {heads} query heads sharing {kv_heads} key/value heads"
+
+
 def _mixer_details(config: PreTrainedConfig) -> list[str]:
     """One line per kind of mixer in the stack, from the mixer table, with the sizes that matter for it."""
     fields = {
         **config.to_dict(),
         "mixer_biases": " (input and output projections with biases)" if getattr(config, "mixer_bias", False) else "",
         "attention_biases": "with" if getattr(config, "attention_bias", False) else "without",
+        "attention_heads": _attention_heads(config),
     }
     return [f"`{mixer}`: {MIXERS[mixer].description.format(**fields)}" for mixer in dict.fromkeys(config.mixer_types)]
 

@@ -291,12 +291,11 @@ def check_cache(cache: Cache, config: FiftyNetConfig, batch_size: int) -> None:
             cached = next(iter(layer.tensors.values()), None)
         else:
             cached = layer.keys if layer.get_seq_length() else None
-            head_dim = config.hidden_size // config.num_attention_heads
-            if cached is not None and (cached.shape[1], cached.shape[3]) != (config.num_attention_heads, head_dim):
+            heads, head_dim = config.attention_key_value_heads, config.attention_head_dim
+            if cached is not None and (cached.shape[1], cached.shape[3]) != (heads, head_dim):
                 raise ValueError(
                     f"Layer {index} of the cache holds {cached.shape[1]} heads of size {cached.shape[3]}, but this "
-                    f"model's attention has {config.num_attention_heads} of size {head_dim}: pass the cache this "
-                    "model returned."
+                    f"model's attention keeps {heads} of size {head_dim}: pass the cache this model returned."
                 )
         if cached is not None and cached.shape[0] != batch_size:
             raise ValueError(

@@ -25,7 +25,7 @@ class MixerSpec:
         spectral: it mixes with FFT-based filters (what a card says of spectral mixers applies to it).
         convertible: `fiftynet convert` can put it in place of a teacher's attention.
         description: the model card's line about it, a `str.format` template over the config's fields plus
-            `mixer_biases` and `attention_biases` (see `hub_cards.card`).
+            `mixer_biases`, `attention_biases` and `attention_heads` (see `hub_cards.card`).
     """
 
     name: str
@@ -53,13 +53,16 @@ MIXERS = {spec.name: spec for spec in (
                           "{fourier_kernel_size} lags mixed by the running context, modReLU{mixer_biases}"),
     MixerSpec("attention", "FiftyNetAttention", causal=True, constant_state=False, spectral=False,
               convertible=False,
-              description="causal multi-head attention, {num_attention_heads} heads ({attention_biases} biases)"),
+              description="causal {attention_heads} ({attention_biases} biases)"),
     MixerSpec("fnet", "FiftyNetFNetMixer", causal=False, constant_state=False, spectral=True, convertible=False,
               description="FNet: Re(FFT2(x)), bidirectional"),
 )}
 # The cache-layer type of the layers whose mixer keeps a constant-size state (`FiftyNetMixerState`), in
 # `FiftyNetConfig.layer_types`: transformers' `DynamicCache(config)` builds the layers from those types.
 MIXER_STATE_LAYER_TYPE = "fiftynet_mixer_state"
+# The `rope_type`s of transformers' rope initialisation that FiftyNet's attention computes: their frequencies are
+# fixed, so a decoding step rotates as the full forward does ("dynamic" and "longrope" change with the length).
+ROPE_TYPES = ("default", "linear", "llama3", "yarn")
 POSITION_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "complex_rope")
 MIXER_GATES = ("none", "glu", "phase")
 EMBEDDING_TYPES = ("real", "complex")
@@ -88,7 +91,8 @@ class FiftyNetConfig(PreTrainedConfig):
         max_position_embeddings (`int`, *optional*, defaults to 2048):
             Longest sequence the learned position table covers when `position_encoding="learned"`. With any other
             position encoding the model has no length limit (the filters are defined at every lag), and this field
-            is None, so that `generate()` neither stops at it nor warns about it.
+            is None, so that `generate()` neither stops at it nor warns about it; except with a `"llama3"` or
+            `"yarn"` rotary embedding, whose scaling transformers computes from it (the teacher's context length).
         mixer_type (`str`, defaults to `"spectral_conv"`):
             Token mixer of every block unless `mixer_types` lists one per block:
             - `"spectral_conv"`: gated causal long convolution with a modal filter, see [`FiftyNetSpectralConvMixer`].
@@ -131,9 +135,22 @@ class FiftyNetConfig(PreTrainedConfig):
         adaptive_filter_count (`int`, defaults to 4):
             Number of basis filters `"fftnet"` mixes, per token, with weights predicted from the context.
         num_attention_heads (`int`, defaults to 12):
-            Heads of the `"attention"` mixers; must divide `hidden_size`.
+            Query heads of the `"attention"` mixers; must divide `hidden_size` unless `head_dim` is given.
+        num_key_value_heads (`int`, *optional*):
+            Key/value heads of the `"attention"` mixers: fewer than `num_attention_heads` is grouped-query attention
+            (GQA; Ainslie et al., 2023), each key/value head serving `num_attention_heads / num_key_value_heads`
+            query heads, and the key/value cache holds this many heads. Defaults to `num_attention_heads`.
+        head_dim (`int`, *optional*):
+            Channels per attention head. Defaults to `hidden_size / num_attention_heads`; Qwen3 and Gemma use others.
         attention_bias (`bool`, defaults to `False`):
-            Whether the attention projections have biases.
+            Whether the query, key and value projections (and, unless `attention_out_bias` says otherwise, the
+            output projection) have biases.
+        attention_out_bias (`bool`, *optional*):
+            Whether the attention output projection has a bias. Defaults to `attention_bias`; Qwen2 has biases on
+            the query, key and value projections only.
+        attention_qk_norm (`bool`, defaults to `False`):
+            Whether queries and keys go through an RMSNorm over each head's channels (epsilon `rms_norm_eps`)
+            before the rotary embedding, as in Qwen3 and OLMo 2.
         mixer_bias (`bool`, defaults to `False`):
             Whether the input and output projections of the spectral mixers (`"spectral_conv"`, `"nfo"`,
             `"fftnet"`) have biases. A GPT-2 converted by `fiftynet convert` uses them to carry its attention
@@ -147,7 +164,14 @@ class FiftyNetConfig(PreTrainedConfig):
               the phase `position * rotary_base ** (-k / (hidden_size / 2))`, a rotation whose frequencies are spaced
               on a log scale, as RoPE's are.
         rotary_base (`float`, defaults to 10000.0):
-            Base of the log-spaced frequencies of `"rope"` and `"complex_rope"` (and of `"sinusoidal"`).
+            Base of the log-spaced frequencies of `"complex_rope"` and `"sinusoidal"`, and the default `rope_theta`
+            of `"rope"`.
+        rope_parameters (`dict`, *optional*):
+            The rotary embedding of the `"attention"` mixers (`position_encoding="rope"`), in transformers' own
+            format and computed by its rope initialisation (`transformers.modeling_rope_utils`): `rope_type` one of
+            `"default"`, `"linear"`, `"llama3"`, `"yarn"` (the types whose frequencies do not change with the
+            sequence length), `rope_theta`, and the type's own fields (`factor`, `original_max_position_embeddings`,
+            ...). Defaults to `{"rope_type": "default", "rope_theta": rotary_base}`.
         embedding_type (`str`, defaults to `"real"`):
             `"complex"` reads each token vector as `hidden_size / 2` complex numbers, with the helpers
             `semantic_similarity` and `phase_relationship` of [`FiftyNetComplexEmbedding`].
@@ -221,10 +245,15 @@ class FiftyNetConfig(PreTrainedConfig):
     fourier_modes: int = 64
     adaptive_filter_count: int = 4
     num_attention_heads: int = 12
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
     attention_bias: bool = False
+    attention_out_bias: bool | None = None
+    attention_qk_norm: bool = False
     mixer_bias: bool = False
     position_encoding: str = "none"
     rotary_base: float = 10000.0
+    rope_parameters: dict | None = None
     embedding_type: str = "real"
     mlp_type: str = "gated"
     mlp_bias: bool = False
@@ -246,6 +275,8 @@ class FiftyNetConfig(PreTrainedConfig):
         dtype = self.dtype if self.dtype is not None else kwargs.get("torch_dtype")
         if isinstance(dtype, str) and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype={dtype!r} is not a torch dtype, e.g. 'float32' or 'bfloat16'")
+        if self.rope_parameters is None:  # before the base init, which standardizes it (and would default its theta)
+            self.rope_parameters = {"rope_type": "default", "rope_theta": self.rotary_base}
         super().__post_init__(**kwargs)
         # Derived after the base init, which has already applied the `attribute_map` aliases.
         if self.intermediate_size is None:
@@ -254,7 +285,9 @@ class FiftyNetConfig(PreTrainedConfig):
         for name, default in BYTE_SPECIAL_TOKEN_IDS.items():
             if getattr(self, name) == default and default >= self.vocab_size:
                 setattr(self, name, None)
-        if self.position_encoding != "learned":
+        # transformers' rope initialisation and validation read the context length of a scaled rotary embedding.
+        scaled_rope = self.position_encoding == "rope" and self.rope_parameters.get("rope_type") in ("llama3", "yarn")
+        if self.position_encoding != "learned" and not scaled_rope:
             self.max_position_embeddings = None  # no length limit
 
     def __setattr__(self, name, value):
@@ -376,17 +409,49 @@ class FiftyNetConfig(PreTrainedConfig):
         if unknown:
             raise ValueError(f"mixer_types contains {unknown}, not in {tuple(MIXERS)}")
         if "attention" in self.mixer_types:
-            if self.hidden_size % self.num_attention_heads:
-                raise ValueError(
-                    f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
-                )
-            if self.position_encoding == "rope" and (self.hidden_size // self.num_attention_heads) % 2:
-                raise ValueError("position_encoding='rope' needs an even attention head size")
+            self._validate_attention()
         elif self.position_encoding == "rope":
             raise ValueError(
                 "position_encoding='rope' rotates the queries and keys of attention mixers, but mixer_types has no "
                 "'attention' layer; use 'complex_rope', 'sinusoidal' or 'learned' for a purely spectral stack"
             )
+
+    def _validate_attention(self):
+        for name in ("num_key_value_heads", "head_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer or None, got {getattr(self, name)}")
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}; "
+                "set head_dim for heads of another size"
+            )
+        if self.num_attention_heads % self.attention_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
+        if self.position_encoding != "rope":
+            return
+        if self.attention_head_dim % 2:
+            raise ValueError(f"position_encoding='rope' needs an even attention head size, got {self.attention_head_dim}")
+        rope_type = self.rope_parameters.get("rope_type")
+        if rope_type not in ROPE_TYPES:
+            raise ValueError(
+                f"rope_parameters has rope_type={rope_type!r}; FiftyNet's attention supports {ROPE_TYPES} (the types "
+                "whose frequencies do not depend on the sequence length)"
+            )
+        if self.rope_parameters.get("partial_rotary_factor", 1.0) != 1.0:
+            raise ValueError("rope_parameters has a partial_rotary_factor; FiftyNet's attention rotates whole heads")
+
+    @property
+    def attention_head_dim(self) -> int:
+        """Channels per attention head: `head_dim`, or `hidden_size / num_attention_heads` when it is None."""
+        return self.head_dim or self.hidden_size // self.num_attention_heads
+
+    @property
+    def attention_key_value_heads(self) -> int:
+        """Key/value heads of each attention mixer: `num_key_value_heads`, or `num_attention_heads` when it is None."""
+        return self.num_key_value_heads or self.num_attention_heads
 
     @property
     def layer_types(self) -> list[str]:

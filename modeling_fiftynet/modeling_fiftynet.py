@@ -15,6 +15,7 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
@@ -47,6 +48,7 @@ from .spectral_ops import (
     modal_causal_conv,
     modrelu,
     rotary_angles,
+    rotary_frequencies,
     rotate_pairs,
 )
 
@@ -439,22 +441,46 @@ class FiftyNetAdaptiveSpectralMixer(FiftyNetFourierFilterMixer):
             return sums / counts.clamp_min(1)
 
 
-class FiftyNetAttention(nn.Module):
-    """Standard causal multi-head self-attention (`mixer_type="attention"`) through PyTorch's
-    `scaled_dot_product_attention` (FlashAttention or memory-efficient kernels where available), for hybrid stacks.
+def rope_frequencies(config: FiftyNetConfig) -> tuple[torch.Tensor, float]:
+    """The `(head_dim / 2,)` frequencies, in radians per position, and the scale of the rotary embedding that
+    `config.rope_parameters` describes, from transformers' own rope initialisation (`ROPE_INIT_FUNCTIONS`): Llama
+    3.x's `"llama3"`, `"yarn"` and `"linear"` scaling as their models compute them."""
+    rope_type, theta = config.rope_parameters["rope_type"], config.rope_parameters["rope_theta"]
+    with torch.device("cpu"):  # plain numbers, also when the model is built on the meta device
+        if rope_type == "default":
+            return rotary_frequencies(config.attention_head_dim // 2, theta), 1.0
+        frequencies, scale = ROPE_INIT_FUNCTIONS[rope_type](config, torch.device("cpu"))
+    return frequencies.float(), float(scale)
 
-    Its state is the usual key/value cache, which grows with the context.
+
+class FiftyNetAttention(nn.Module):
+    """Causal self-attention (`mixer_type="attention"`) through PyTorch's `scaled_dot_product_attention`
+    (FlashAttention or memory-efficient kernels where available), for hybrid stacks: multi-head, or grouped-query
+    (`num_key_value_heads` < `num_attention_heads`; Ainslie et al., 2023), with optional RMSNorm of queries and keys
+    (`attention_qk_norm`) and rotary embeddings (`position_encoding="rope"`, `rope_parameters`).
+
+    Its state is the usual key/value cache, `num_key_value_heads` heads, which grows with the context. Rotary
+    embeddings rotate consecutive channel pairs `(2k, 2k + 1)` of each head (Llama's layout pairs `k` with
+    `k + head_dim / 2`: a conversion permutes the query and key projections' rows, which leaves `q . k` unchanged).
     """
 
     def __init__(self, config: FiftyNetConfig):
         super().__init__()
         self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.rotary_base = config.rotary_base if config.position_encoding == "rope" else None
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.num_key_value_heads = config.attention_key_value_heads
+        self.head_dim = config.attention_head_dim
+        out_bias = config.attention_bias if config.attention_out_bias is None else config.attention_out_bias
+        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=config.attention_bias)
+        self.k_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=config.attention_bias)
+        self.v_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=config.attention_bias)
+        self.out_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=out_bias)
+        if config.attention_qk_norm:
+            self.q_norm = FiftyNetRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+            self.k_norm = FiftyNetRMSNorm(self.head_dim, eps=config.rms_norm_eps)
+        self.rotary_frequencies, self.rotary_scale = None, 1.0
+        if config.position_encoding == "rope":
+            frequencies, self.rotary_scale = rope_frequencies(config)
+            self.rotary_frequencies = tuple(frequencies.tolist())  # constants, not a buffer to load or shard
 
     def forward(
         self,
@@ -479,17 +505,26 @@ class FiftyNetAttention(nn.Module):
         """
         batch_size, seq_len, _ = hidden_states.shape
         query, key, value = (
-            proj(hidden_states).view(batch_size, seq_len, self.num_heads, self.head_dim).transpose(1, 2)
+            proj(hidden_states).view(batch_size, seq_len, -1, self.head_dim)
             for proj in (self.q_proj, self.k_proj, self.v_proj)
         )
-        if self.rotary_base is not None:
-            angles = rotary_angles(position_ids, self.head_dim // 2, self.rotary_base)[:, None]
+        if hasattr(self, "q_norm"):
+            query, key = self.q_norm(query), self.k_norm(key)
+        query, key, value = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+        if self.rotary_frequencies is not None:
+            frequencies = torch.tensor(self.rotary_frequencies, device=hidden_states.device)
+            angles = rotary_angles(position_ids, frequencies)[:, None]
             query, key = rotate_pairs(query, angles), rotate_pairs(key, angles)
+            if self.rotary_scale != 1.0:  # yarn's attention factor, which scales cos and sin alike
+                query, key = query * self.rotary_scale, key * self.rotary_scale
         # Whether there is a past is known without reading its length, which torch.compile may make symbolic.
         has_past = state is not None and state.is_initialized
         past_len = state.keys.shape[2] if has_past else 0
         if state is not None:
             key, value = state.update(key, value)
+        if self.num_key_value_heads != self.num_heads:  # query head h reads key/value head h // group
+            group = self.num_heads // self.num_key_value_heads
+            key, value = key.repeat_interleave(group, dim=1), value.repeat_interleave(group, dim=1)
 
         mask = self._mask(attention_mask, has_past, past_len, seq_len, hidden_states.device)
         attended = F.scaled_dot_product_attention(
@@ -1047,7 +1082,8 @@ class FiftyNetModel(FiftyNetPreTrainedModel):
             return inputs_embeds
         if encoding == "learned":
             return inputs_embeds + self.embed_positions(position_ids)
-        angles = rotary_angles(position_ids, self.config.hidden_size // 2, self.config.rotary_base)
+        pairs = self.config.hidden_size // 2
+        angles = rotary_angles(position_ids, rotary_frequencies(pairs, self.config.rotary_base, position_ids.device))
         if encoding == "sinusoidal":
             table = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
             return inputs_embeds + table.to(inputs_embeds.dtype)

@@ -100,11 +100,15 @@ def modrelu(z: torch.Tensor, bias: torch.Tensor, eps: float = 1e-6) -> torch.Ten
     return z * (torch.relu(magnitude + bias) / magnitude.clamp_min(eps))
 
 
-def rotary_angles(position_ids: torch.Tensor, pairs: int, base: float) -> torch.Tensor:
-    """`(..., pairs)` float32 angles `position * base ** (-k / pairs)`: one rotation per pair of channels, with
-    frequencies spaced evenly on a log scale from 1 to `1 / base` radians per position (as in RoPE)."""
-    frequencies = base ** (-torch.arange(pairs, device=position_ids.device, dtype=torch.float32) / pairs)
-    return position_ids[..., None].float() * frequencies
+def rotary_frequencies(pairs: int, base: float, device: torch.device | None = None) -> torch.Tensor:
+    """`(pairs,)` float32 `base ** (-k / pairs)` radians per position: one frequency per pair of channels, spaced
+    evenly on a log scale from 1 to `1 / base` (RoPE's, Su et al. 2021)."""
+    return base ** (-torch.arange(pairs, device=device, dtype=torch.float32) / pairs)
+
+
+def rotary_angles(position_ids: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """`(..., pairs)` float32 angles `position * frequency` of `(...)` positions and `(pairs,)` frequencies."""
+    return position_ids[..., None].float() * frequencies.to(position_ids.device)
 
 
 def rotate_pairs(hidden_states: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Behaviour of the FiftyNet model: causality, exact incremental decoding, generation, padding, loading, bad input."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -58,6 +59,11 @@ ALL_VARIANTS = [
     dict(mixer_type="fftnet", mixer_gate="phase"),
     dict(mixer_type="attention", position_encoding="rope"),
     dict(num_hidden_layers=4, mixer_types=["spectral_conv", "attention", "nfo", "fftnet"], position_encoding="rope"),
+    # The shape `fiftynet convert` gives a Llama/Qwen3: grouped-query attention, q/k norm, Llama 3.x rope scaling.
+    dict(mixer_types=["attention", "spectral_conv"], position_encoding="rope", num_key_value_heads=2, head_dim=16,
+         attention_qk_norm=True, attention_bias=True, attention_out_bias=False,
+         rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0,
+                              high_freq_factor=4.0, original_max_position_embeddings=16)),
     # The shape `fiftynet convert` gives a GPT-2: LayerNorm, plain biased MLP, biased projections, learned positions.
     dict(num_hidden_layers=4, mixer_types=["spectral_conv", "attention", "nfo", "fftnet"], position_encoding="learned",
          norm_type="layer_norm", mlp_type="plain", mlp_bias=True, mixer_bias=True, attention_bias=True,
@@ -369,6 +375,21 @@ def test_foreign_cache_is_refused():
 def test_unknown_mixer_type_is_refused():
     with pytest.raises(StrictDataclassClassValidationError, match="mixer_type='mamba' is not one of"):
         tiny_config(mixer_type="mamba")
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(num_key_value_heads=3), "num_attention_heads=4 is not a multiple of num_key_value_heads=3"),
+    (dict(num_key_value_heads=0), "num_key_value_heads must be a positive integer or None, got 0"),
+    (dict(head_dim=-8), "head_dim must be a positive integer or None, got -8"),
+    (dict(num_attention_heads=5), "hidden_size=32 is not divisible by num_attention_heads=5; set head_dim"),
+    (dict(head_dim=7), "position_encoding='rope' needs an even attention head size, got 7"),
+    (dict(rope_parameters=dict(rope_type="dynamic", rope_theta=1e4, factor=2.0)), "rope_type='dynamic'"),
+    (dict(rope_parameters=dict(rope_type="default", rope_theta=1e4, partial_rotary_factor=0.5)),
+     "rotates whole heads"),
+])
+def test_attention_settings_it_cannot_compute_are_refused_by_name(settings, message):
+    with pytest.raises(StrictDataclassClassValidationError, match=re.escape(message)):
+        tiny_config(mixer_type="attention", position_encoding="rope", **settings)
 
 
 def test_folder_with_missing_weights_raises(tmp_path):

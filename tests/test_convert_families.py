@@ -1,0 +1,129 @@
+"""Teachers of every family `fiftynet convert` takes (`conversion.transplant.TEACHER_FAMILIES`): with every layer
+kept as attention, the transplanted FiftyNet computes what the teacher computes: logits, greedy tokens with the
+cache, left-padded batches, tied and untied heads, grouped-query attention, head sizes, biases, q/k norms and rope
+scaling; for tiny random configs and for published configs written out by hand (fewer layers, no download)."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+
+from fiftynet.conversion.transplant import TEACHER_FAMILIES, transplant
+
+
+def teacher_from(config_class, seed: int = 0, **settings):
+    torch.manual_seed(seed)
+    config = config_class(**settings)
+    config._attn_implementation = "eager"
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+TINY = dict(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2, bos_token_id=1,
+            eos_token_id=2, pad_token_id=0)
+LLAMA3_ROPE = dict(rope_type="llama3", rope_theta=500000.0, factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                   original_max_position_embeddings=16)
+TINY_TEACHERS = {
+    "llama": (LlamaConfig, dict(tie_word_embeddings=False)),
+    "llama tied, multi-head": (LlamaConfig, dict(tie_word_embeddings=True, num_key_value_heads=4)),
+    "llama biases": (LlamaConfig, dict(attention_bias=True, mlp_bias=True)),
+    "llama3 rope": (LlamaConfig, dict(rope_parameters=LLAMA3_ROPE)),
+    "linear rope": (LlamaConfig, dict(rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=4.0))),
+    "yarn rope": (LlamaConfig, dict(rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                                         original_max_position_embeddings=64))),
+    "qwen2": (Qwen2Config, dict(tie_word_embeddings=True)),
+    "qwen3": (Qwen3Config, dict(head_dim=32, tie_word_embeddings=False)),
+    "mistral": (MistralConfig, dict(sliding_window=None)),
+}
+
+
+def assert_same_model(teacher, student, vocab_size: int, length: int = 40, new_tokens: int = 12) -> None:
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, vocab_size, (2, length), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, :7] = 0  # left padding
+    with torch.no_grad():
+        expected = teacher(ids, attention_mask=mask).logits
+        actual = student(ids, attention_mask=mask).logits
+    scale = expected[mask.bool()].abs().max()
+    assert expected[mask.bool()].std() > 0.1 * scale, "logits that vary: a test that can fail"
+    assert (actual - expected)[mask.bool()].abs().max() <= 1e-5 * scale
+    greedy = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
+    prompts, prompt_mask = ids[:, :10], mask[:, :10]
+    assert torch.equal(student.generate(prompts, attention_mask=prompt_mask, **greedy),
+                       teacher.generate(prompts, attention_mask=prompt_mask, **greedy))
+
+
+@pytest.mark.parametrize("name", TINY_TEACHERS)
+def test_every_family_is_reproduced_with_every_layer_kept(name):
+    config_class, settings = TINY_TEACHERS[name]
+    teacher = teacher_from(config_class, **{**TINY, **settings})
+    student = transplant(teacher, ["attention"] * 2).eval()
+    assert_same_model(teacher, student, TINY["vocab_size"])
+    attention = student.model.layers[0].mixer
+    assert attention.k_proj.out_features == teacher.config.num_key_value_heads * attention.head_dim
+
+
+def test_the_key_value_cache_keeps_the_teachers_heads():
+    teacher = teacher_from(LlamaConfig, **TINY)
+    student = transplant(teacher, ["attention", "spectral_conv"]).eval()
+    cache = student(torch.randint(3, 300, (1, 5)), use_cache=True).past_key_values
+    assert cache.layers[0].keys.shape == (1, TINY["num_key_value_heads"], 5, 16)
+
+
+@pytest.mark.parametrize("config_class, settings, refusal", [
+    (MistralConfig, dict(sliding_window=16), "sliding-window attention (sliding_window=16)"),
+    (Qwen2Config, dict(use_sliding_window=True, sliding_window=16, max_window_layers=1), "sliding"),
+    (LlamaConfig, dict(rope_parameters=dict(rope_type="dynamic", rope_theta=10000.0, factor=2.0)),
+     "rope_type='dynamic'"),
+    (LlamaConfig, dict(rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5)),
+     "partial_rotary_factor"),
+])
+def test_what_fiftynet_cannot_compute_is_refused_by_name(config_class, settings, refusal):
+    teacher = teacher_from(config_class, **{**TINY, **settings})
+    with pytest.raises(ValueError, match="the conversion does not support") as error:
+        transplant(teacher, ["attention"] * 2)
+    assert refusal in str(error.value)
+
+
+def test_a_teacher_of_another_family_is_refused_naming_the_families():
+    from transformers import GPTNeoXConfig
+
+    teacher = teacher_from(GPTNeoXConfig, vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=64)
+    with pytest.raises(ValueError, match="the teacher is a 'gpt_neox' model; the conversion takes gpt2, llama"):
+        transplant(teacher, ["attention"])
+    assert "gpt_neox" not in TEACHER_FAMILIES
+
+
+# Published configs as their config.json files give them (fewer layers, to fit CI's memory and time).
+PUBLISHED = {
+    "SmolLM2-135M": (LlamaConfig, dict(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3,
+        max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True,
+        bos_token_id=0, eos_token_id=0, hidden_act="silu")),
+    "Qwen2.5-0.5B": (Qwen2Config, dict(
+        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_attention_heads=14, num_key_value_heads=2,
+        max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
+        use_sliding_window=False, sliding_window=32768, max_window_layers=24, bos_token_id=151643,
+        eos_token_id=151643, hidden_act="silu")),
+    "Qwen3-0.6B": (Qwen3Config, dict(
+        vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_attention_heads=16, num_key_value_heads=8,
+        head_dim=128, max_position_embeddings=40960, rms_norm_eps=1e-6, rope_theta=1000000.0,
+        tie_word_embeddings=True, attention_bias=False, use_sliding_window=False, sliding_window=None,
+        max_window_layers=28, bos_token_id=151643, eos_token_id=151645, hidden_act="silu")),
+    "Llama-3.2-1B": (LlamaConfig, dict(
+        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8,
+        head_dim=64, max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
+        rope_scaling=dict(rope_type="llama3", rope_theta=500000.0, factor=32.0, low_freq_factor=1.0,
+                          high_freq_factor=4.0, original_max_position_embeddings=8192),
+        bos_token_id=128000, eos_token_id=128001, hidden_act="silu", mlp_bias=False, attention_bias=False)),
+}
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_configs_are_reproduced(name):
+    config_class, settings = PUBLISHED[name]
+    # A larger initializer than the published 0.02, so that one layer's logits vary enough to compare.
+    teacher = teacher_from(config_class, **settings, num_hidden_layers=1, initializer_range=0.1)
+    student = transplant(teacher, ["attention"]).eval()
+    assert_same_model(teacher, student, settings["vocab_size"], length=24, new_tokens=4)
