@@ -1,12 +1,13 @@
-"""`fiftynet convert`: retune a pretrained GPT-2 into a FiftyNet whose attention layers are replaced by spectral
-mixers, and measure how much of the teacher's quality comes back.
+"""`fiftynet convert`: retune a pretrained GPT-2, Llama (SmolLM2, TinyLlama), Qwen2/2.5, Qwen3 or Mistral into a
+FiftyNet whose attention layers are replaced by spectral mixers, and measure how much of the teacher's quality comes
+back (the families: `transplant.TEACHER_FAMILIES`).
 
     fiftynet convert --teacher gpt2 --out gpt2-spectral --keep_attention 5 11 --max_steps 2000 --bf16
     fiftynet convert --teacher gpt2 --out gpt2-hybrid --keep_attention auto --auto_keep 2
 
 Stages (the perplexity on the validation text, and on any --eval_text, is measured after each; see
 docs/conversion.md):
-1. exact transplant: every GPT-2 weight is copied into a FiftyNet expressing GPT-2's block;
+1. exact transplant: every weight of the teacher is copied into a FiftyNet expressing its block;
 2. spectral initialization: each replaced layer's mixer starts from the teacher's value and output projections and
    per-channel causal filters fitted by least squares to what each attention head outputs on calibration text;
 3. layer-wise distillation: each mixer learns its attention layer's output from the teacher's inputs (MSE);
@@ -31,7 +32,6 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
-    GPT2LMHeadModel,
     PreTrainedModel,
     Trainer,
     TrainingArguments,
@@ -50,14 +50,15 @@ from modeling_fiftynet.saving import staged_folder
 
 from .compress import compressed_copy
 from .distill import DistillationTrainer, LayerwiseDistillation
-from .transplant import FILTER_FITS, SPECTRAL_MIXERS, spectral_init, transplant_gpt2
+from .transplant import FILTER_FITS, SPECTRAL_MIXERS, TEACHER_FAMILIES, spectral_init, transplant
 
 
 @dataclass(kw_only=True)  # keyword-only, so that required fields may follow DataArguments' defaults
 class ConvertArguments(DataArguments):
     _argument_group_name = "fiftynet convert: data, teacher, stages, output"
 
-    teacher: str = field(metadata={"help": "a GPT2LMHeadModel folder or Hub id (gpt2, distilgpt2, gpt2-medium, ...)"})
+    teacher: str = field(metadata={"help": "a causal LM folder or Hub id of a family the conversion takes: GPT-2, Llama "
+                                           "(SmolLM2, TinyLlama), Qwen2/2.5, Qwen3, Mistral"})
     out: str = field(metadata={"help": "output folder"})
     mixer: str = field(default="spectral_conv", metadata={"help": f"the new mixer: {', '.join(SPECTRAL_MIXERS)}"})
     keep_attention: list[str] = field(
@@ -70,7 +71,7 @@ class ConvertArguments(DataArguments):
                                         "quarter of the layers, at least 1)"}
     )
     block_size: int | None = field(
-        default=None, metadata={"help": "tokens per sequence (default: the teacher's n_positions, at most 1024)"}
+        default=None, metadata={"help": "tokens per sequence (default: the teacher's max_position_embeddings, at most 1024)"}
     )
     calibration_blocks: int = field(
         default=8, metadata={"help": "blocks of training text the filters are fitted on (and, as many more, on "
@@ -146,12 +147,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[ConvertArguments, TrainingA
     return args, replace(training_args, output_dir=checkpoints)
 
 
-def load_teacher(name_or_path: str) -> GPT2LMHeadModel:
+def load_teacher(name_or_path: str) -> PreTrainedModel:
     teacher = from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "teacher", dtype=torch.float32)
-    if not isinstance(teacher, GPT2LMHeadModel):
-        raise UsageError(
-            f"--teacher {name_or_path} is a {type(teacher).__name__}; the conversion takes a GPT2LMHeadModel"
-        )
+    if teacher.config.model_type not in TEACHER_FAMILIES:
+        raise UsageError(f"--teacher {name_or_path} is a {type(teacher).__name__} ({teacher.config.model_type}); the "
+                         f"conversion takes {', '.join(TEACHER_FAMILIES)}")
     return teacher.eval()
 
 
@@ -180,16 +180,16 @@ def mean_loss(model: PreTrainedModel, blocks: torch.Tensor, batch_size: int) -> 
     return float(torch.stack(losses).sum()) / len(blocks)
 
 
-def layer_importance(teacher: GPT2LMHeadModel, mixer: str, fitting: torch.Tensor, measuring: torch.Tensor,
+def layer_importance(teacher: PreTrainedModel, mixer: str, fitting: torch.Tensor, measuring: torch.Tensor,
                      filter_fit: str, batch_size: int) -> list[float]:
     """For each layer, the perplexity on the `measuring` blocks of the teacher with that layer alone replaced by its
     spectral initialization (fitted on the `fitting` blocks), over the teacher's own: what keeping its attention is
     worth, before any distillation."""
     teacher_loss = mean_loss(teacher, measuring, batch_size)
     ratios = []
-    for layer in range(teacher.config.n_layer):
-        mixers = [mixer if index == layer else "attention" for index in range(teacher.config.n_layer)]
-        student = transplant_gpt2(teacher, mixers).to(teacher.device).eval()
+    for layer in range(teacher.config.num_hidden_layers):
+        mixers = [mixer if index == layer else "attention" for index in range(teacher.config.num_hidden_layers)]
+        student = transplant(teacher, mixers).to(teacher.device).eval()
         spectral_init(student, teacher, fitting, [layer], filter_fit)
         ratios.append(math.exp(mean_loss(student, measuring, batch_size) - teacher_loss))
     return ratios
@@ -263,7 +263,7 @@ class ConversionReport:
         return "\n".join([header + "training tokens | seconds |", "|---" * (5 + text) + "|", *rows])
 
 
-def layerwise_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausalLM, layers: list[int],
+def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int],
                            data: LanguageModelingData, args: ConvertArguments,
                            training_args: TrainingArguments) -> dict:
     """Stage 3 through the Trainer; returns its step count and final loss."""
@@ -279,7 +279,7 @@ def layerwise_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausalL
     return {"steps": result.global_step, "final_loss": losses[-1] if losses else result.training_loss}
 
 
-def end_to_end_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausalLM, layers: list[int],
+def end_to_end_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int],
                             data: LanguageModelingData, args: ConvertArguments,
                             training_args: TrainingArguments) -> tuple[FiftyNetForCausalLM, int]:
     """Stage 4 through the Trainer (resuming from OUT/checkpoints with --resume); returns the student and steps."""
@@ -306,13 +306,13 @@ def end_to_end_distillation(teacher: GPT2LMHeadModel, student: FiftyNetForCausal
     return student, result.global_step
 
 
-def initialized_student(teacher: GPT2LMHeadModel, mixer_types: list[str], replaced: list[int],
+def initialized_student(teacher: PreTrainedModel, mixer_types: list[str], replaced: list[int],
                         data: LanguageModelingData, args: ConvertArguments, training_args: TrainingArguments,
                         report: ConversionReport, evaluate) -> FiftyNetForCausalLM:
     """Stages 1 to 3: the transplanted student with the mixers of the `replaced` layers initialized from the
     teacher and distilled layer-wise."""
     started = time.perf_counter()
-    student = transplant_gpt2(teacher, mixer_types).to(training_args.device)
+    student = transplant(teacher, mixer_types).to(training_args.device)
     calibration = data.train[: args.calibration_blocks]["input_ids"].to(training_args.device)
     fit_errors = spectral_init(student, teacher, calibration, replaced, args.filter_fit)
     if args.control:
@@ -339,11 +339,13 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     teacher = load_teacher(args.teacher).to(training_args.device)
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args.teacher, "the teacher's tokenizer")
-    num_layers = teacher.config.n_layer
+    num_layers = teacher.config.num_hidden_layers
     kept = kept_layers(args, num_layers)
-    block_size = args.block_size or min(1024, teacher.config.n_positions)
-    if block_size > teacher.config.n_positions:
-        raise UsageError(f"--block_size {block_size} exceeds the teacher's n_positions={teacher.config.n_positions}")
+    context = teacher.config.max_position_embeddings  # n_positions for GPT-2
+    block_size = args.block_size or min(1024, context)
+    if block_size > context:
+        raise UsageError(f"--block_size {block_size} exceeds the teacher's context of {context} tokens "
+                         "(max_position_embeddings)")
     texts = load_texts(args)
     data = prepare_data(texts, tokenizer, block_size, args.validation_fraction)
     eval_documents = read_text_files(args.eval_text) if args.eval_text else None
@@ -419,7 +421,7 @@ def save_student(student: FiftyNetForCausalLM, tokenizer, report: ConversionRepo
     replacement = (f"removed (the control experiment: {args.mixer} mixers frozen at zero weight)" if args.control
                    else f"replaced by `{args.mixer}` mixers initialized from it")
     summary = (
-        f"Converted from the GPT-2 {source_name(args.teacher)} by `fiftynet convert`: every weight copied, the "
+        f"Converted from {source_name(args.teacher)} by `fiftynet convert`: every weight copied, the "
         f"attention of {replaced} of {len(report.data['mixer_types'])} layers {replacement}, then distilled on "
         f"{sum(entry.get('tokens', 0) for entry in stages):,} tokens of {report.data['data']} (blocks of "
         f"{report.data['block_size']} tokens). Validation perplexity after each stage:\n\n{report.table()}"

@@ -11,9 +11,11 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GPT2LMHeadModel, PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer
 
 from modeling_fiftynet import FiftyNetForCausalLM
+
+from .transplant import teacher_family
 
 
 class LayerwiseDistillation(nn.Module):
@@ -22,7 +24,7 @@ class LayerwiseDistillation(nn.Module):
     and returns `{"loss": mean over layers of ||mixer(x) - attention(x)||^2 / ||attention(x)||^2}`.
     """
 
-    def __init__(self, teacher: GPT2LMHeadModel, student: FiftyNetForCausalLM, layers: list[int]):
+    def __init__(self, teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int]):
         super().__init__()
         self.teacher, self.student, self.layers = teacher, student, layers
         self.teacher.requires_grad_(False)
@@ -37,7 +39,7 @@ class LayerwiseDistillation(nn.Module):
         def catch(layer, module, args, kwargs, output):
             caught[layer] = (args[0] if args else kwargs["hidden_states"], output[0])
 
-        attentions = [self.teacher.transformer.h[layer].attn for layer in self.layers]
+        attentions = [teacher_family(self.teacher).attention(self.teacher, layer) for layer in self.layers]
         hooks = [attention.register_forward_hook(partial(catch, layer), with_kwargs=True)
                  for layer, attention in zip(self.layers, attentions)]
         try:

@@ -9,12 +9,13 @@ head; the dot products `q . k`, hence the attention, are unchanged.
 """
 
 import torch
+from torch import nn
 from transformers import PreTrainedModel
 
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.configuration_fiftynet import ROPE_TYPES
 
-from .families import special_ids_in_vocabulary
+from .families import AttentionProjections, TeacherFamily, special_ids_in_vocabulary
 
 
 def check_teacher(teacher: PreTrainedModel) -> None:
@@ -57,6 +58,7 @@ def student_config(teacher: PreTrainedModel, mixer_types: list[str], **overrides
         attention_bias=attention.q_proj.bias is not None,
         attention_out_bias=attention.o_proj.bias is not None,
         attention_qk_norm=hasattr(attention, "q_norm"),
+        mixer_bias=True,  # spectral_init starts a spectral_conv mixer's gates at its in_proj bias
         mlp_type="gated",
         mlp_bias=teacher.model.layers[0].mlp.up_proj.bias is not None,
         hidden_act=config.hidden_act,
@@ -113,4 +115,30 @@ def transplant_llama(teacher: PreTrainedModel, mixer_types: list[str], **config_
     return student
 
 
-__all__ = ["check_teacher", "student_config", "transplant_llama"]
+def attention(teacher: PreTrainedModel, layer: int) -> nn.Module:
+    return teacher.model.layers[layer].self_attn
+
+
+def projections(teacher: PreTrainedModel, layer: int) -> AttentionProjections:
+    """The value projection repeated for the query heads each key/value head serves: channel `c` of query head `h`
+    reads key/value head `h // group`, as transformers' `repeat_kv` has it."""
+    module = attention(teacher, layer)
+    group = teacher.config.num_attention_heads // teacher.config.num_key_value_heads
+
+    def per_query_head(tensor: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        dim %= tensor.dim()
+        heads = tensor.unflatten(dim, (-1, module.head_dim))
+        return heads.repeat_interleave(group, dim=dim).flatten(dim, dim + 1)
+
+    bias = module.v_proj.bias
+    return AttentionProjections(
+        value_weight=per_query_head(module.v_proj.weight), value_bias=None if bias is None else per_query_head(bias),
+        output_weight=module.o_proj.weight, output_bias=module.o_proj.bias,
+        value_module=module.v_proj, values_of=lambda values: per_query_head(values, dim=-1),
+        output_module=module.o_proj,
+    )
+
+
+LLAMA_FAMILY = TeacherFamily(transplant=transplant_llama, attention=attention, projections=projections)
+
+__all__ = ["LLAMA_FAMILY", "check_teacher", "student_config", "transplant_llama"]

@@ -25,8 +25,8 @@ from modeling_fiftynet.modeling_fiftynet import (
 )
 from modeling_fiftynet.spectral_ops import frequency_response_to_kernel
 
-from .families import special_ids_in_vocabulary
-from .llama import transplant_llama
+from .families import AttentionProjections, TeacherFamily, special_ids_in_vocabulary
+from .llama import LLAMA_FAMILY
 
 
 # The mixers a conversion can put in place of attention (the mixer table's `convertible` column).
@@ -103,30 +103,50 @@ def transplant_gpt2(teacher: GPT2LMHeadModel, mixer_types: list[str], **config_o
     return student
 
 
-# The teachers a conversion takes, by transformers `model_type`: the function that builds the exact student.
+def gpt2_attention(teacher: GPT2LMHeadModel, layer: int) -> nn.Module:
+    return teacher.transformer.h[layer].attn
+
+
+def gpt2_projections(teacher: GPT2LMHeadModel, layer: int) -> AttentionProjections:
+    """GPT-2's fused `c_attn` computes queries, keys and values; its Conv1D weights are `(in, out)`."""
+    module, width = gpt2_attention(teacher, layer), teacher.config.n_embd
+    return AttentionProjections(
+        value_weight=module.c_attn.weight[:, 2 * width:].t(), value_bias=module.c_attn.bias[2 * width:],
+        output_weight=module.c_proj.weight.t(), output_bias=module.c_proj.bias,
+        value_module=module.c_attn, values_of=lambda fused: fused[..., 2 * width:], output_module=module.c_proj,
+    )
+
+
+# The teachers a conversion takes, by transformers `model_type`.
 TEACHER_FAMILIES = {
-    "gpt2": transplant_gpt2,
-    "llama": transplant_llama,  # Llama 2, 3.x, SmolLM, SmolLM2, TinyLlama
-    "mistral": transplant_llama,
-    "qwen2": transplant_llama,  # Qwen2, Qwen2.5
-    "qwen3": transplant_llama,
+    "gpt2": TeacherFamily(transplant=transplant_gpt2, attention=gpt2_attention, projections=gpt2_projections),
+    "llama": LLAMA_FAMILY,  # Llama 2, 3.x, SmolLM, SmolLM2, TinyLlama
+    "mistral": LLAMA_FAMILY,
+    "qwen2": LLAMA_FAMILY,  # Qwen2, Qwen2.5
+    "qwen3": LLAMA_FAMILY,
 }
+
+
+def teacher_family(teacher: PreTrainedModel) -> TeacherFamily:
+    """The row of `TEACHER_FAMILIES` of `teacher`; a `ValueError` naming the families for another model."""
+    model_type = teacher.config.model_type
+    if model_type not in TEACHER_FAMILIES:
+        raise ValueError(f"the teacher is a {model_type!r} model; the conversion takes {', '.join(TEACHER_FAMILIES)}")
+    return TEACHER_FAMILIES[model_type]
 
 
 def transplant(teacher: PreTrainedModel, mixer_types: list[str], **config_overrides) -> FiftyNetForCausalLM:
     """The FiftyNet with `mixer_types` that carries every weight of `teacher` (a causal LM of one of
     `TEACHER_FAMILIES`): with every mixer `"attention"` it computes what the teacher computes. A teacher of another
     family, or with an option FiftyNet does not compute, is a `ValueError` naming it."""
-    model_type = teacher.config.model_type
-    if model_type not in TEACHER_FAMILIES:
-        raise ValueError(f"the teacher is a {model_type!r} model; the conversion takes {', '.join(TEACHER_FAMILIES)}")
+    family = teacher_family(teacher)
     if len(mixer_types) != teacher.config.num_hidden_layers:
         raise ValueError(f"{len(mixer_types)} mixer types for a teacher of {teacher.config.num_hidden_layers} layers")
-    return TEACHER_FAMILIES[model_type](teacher, mixer_types, **config_overrides)
+    return family.transplant(teacher, mixer_types, **config_overrides)
 
 
 @torch.no_grad()
-def attention_by_distance(teacher: GPT2LMHeadModel, input_ids: torch.Tensor, layers: list[int]) -> torch.Tensor:
+def attention_by_distance(teacher: PreTrainedModel, input_ids: torch.Tensor, layers: list[int]) -> torch.Tensor:
     """`(len(layers), heads, seq_len)`: each head's attention weight at each distance `d` (query `t`, key `t - d`),
     averaged over the calibration batch and over the queries that have a key at that distance."""
     previous = teacher.config._attn_implementation
@@ -236,23 +256,24 @@ def fit_filter_to_outputs(filter: nn.Module, inputs: torch.Tensor, outputs: torc
 
 
 @torch.no_grad()
-def attention_values_and_outputs(teacher: GPT2LMHeadModel, input_ids: torch.Tensor,
+def attention_values_and_outputs(teacher: PreTrainedModel, input_ids: torch.Tensor,
                                  layers: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For each of `layers`, the attention's values and its heads' outputs (before `c_proj`), both
-    `(batch, n_embd, seq_len)` with channel `c` in head `c // head_dim`, from one pass over `input_ids`."""
-    caught = {}
+    """For each of `layers`, the attention's values and its heads' outputs (before the output projection), both
+    `(batch, heads * head_dim, seq_len)` with channel `c` in query head `c // head_dim`, from one pass over
+    `input_ids`."""
+    family, caught = teacher_family(teacher), {}
 
-    def catch_values(layer, module, args, output):
-        caught[layer, "values"] = output[..., 2 * teacher.config.n_embd:]
+    def catch_values(layer, values_of, module, args, output):
+        caught[layer, "values"] = values_of(output)
 
     def catch_outputs(layer, module, args):
         caught[layer, "outputs"] = args[0]
 
     hooks = []
     for layer in layers:
-        attention = teacher.transformer.h[layer].attn
-        hooks += [attention.c_attn.register_forward_hook(partial(catch_values, layer)),
-                  attention.c_proj.register_forward_pre_hook(partial(catch_outputs, layer))]
+        projections = family.projections(teacher, layer)
+        hooks += [projections.value_module.register_forward_hook(partial(catch_values, layer, projections.values_of)),
+                  projections.output_module.register_forward_pre_hook(partial(catch_outputs, layer))]
     try:
         teacher(input_ids)
     finally:
@@ -262,11 +283,23 @@ def attention_values_and_outputs(teacher: GPT2LMHeadModel, input_ids: torch.Tens
             for layer in layers]
 
 
+def _copy_bias(target: nn.Linear, rows: slice, source: torch.Tensor | None) -> None:
+    """`target`'s bias over `rows` from `source`, zero where the teacher has none."""
+    if target.bias is None:
+        if source is not None:
+            raise ValueError("the student's mixer has no bias for the teacher's: build it with mixer_bias=True")
+        return
+    if source is None:
+        target.bias[rows].zero_()
+    else:
+        target.bias[rows].copy_(source)
+
+
 FILTER_FITS = ("outputs", "profile")
 
 
 @torch.no_grad()
-def spectral_init(student: FiftyNetForCausalLM, teacher: GPT2LMHeadModel, calibration_ids: torch.Tensor,
+def spectral_init(student: FiftyNetForCausalLM, teacher: PreTrainedModel, calibration_ids: torch.Tensor,
                   layers: list[int], fit: str = "outputs") -> list[float]:
     """Initializes the spectral mixer of each layer in `layers` from the teacher's attention there: its value and
     output projections, and per-channel causal filters. The `spectral_conv` and `fftnet` mixers then start as
@@ -278,30 +311,40 @@ def spectral_init(student: FiftyNetForCausalLM, teacher: GPT2LMHeadModel, calibr
     """
     if fit not in FILTER_FITS:
         raise ValueError(f"fit={fit!r} is not one of {FILTER_FITS}")
-    width, heads = teacher.config.n_embd, teacher.config.n_head
+    family, width, heads = teacher_family(teacher), student.config.hidden_size, teacher.config.num_attention_heads
     if fit == "profile":
         targets = attention_by_distance(teacher, calibration_ids, layers)
     else:
         targets = attention_values_and_outputs(teacher, calibration_ids, layers)
     errors = []
     for layer, target in zip(layers, targets):
-        attention, mixer = teacher.transformer.h[layer].attn, student.model.layers[layer].mixer
-        value_weight, value_bias = attention.c_attn.weight[:, 2 * width:], attention.c_attn.bias[2 * width:]
+        projections, mixer = family.projections(teacher, layer), student.model.layers[layer].mixer
+        if projections.value_weight.shape[0] != width:
+            raise ValueError(
+                f"layer {layer}: the teacher's {heads} attention heads hold {projections.value_weight.shape[0]} "
+                f"channels, not hidden_size={width}, which a spectral mixer's values have; keep its attention"
+            )
+        everything = slice(None)
         if isinstance(mixer, FiftyNetSpectralConvMixer):
             # Query and key gates start at a constant 1 (zero weights, unit bias): out_proj(1 * h * (1 * v)).
+            if mixer.in_proj.bias is None:
+                raise ValueError("spectral_init starts a spectral_conv mixer's gates at its bias: build the student "
+                                 "with mixer_bias=True")
             mixer.in_proj.weight[: 2 * width].zero_()
             mixer.in_proj.bias[: 2 * width].fill_(1.0)
-            mixer.in_proj.weight[2 * width:].copy_(value_weight.t())
-            mixer.in_proj.bias[2 * width:].copy_(value_bias)
+            mixer.in_proj.weight[2 * width:].copy_(projections.value_weight)
+            _copy_bias(mixer.in_proj, slice(2 * width, None), projections.value_bias)
         elif isinstance(mixer, FiftyNetFourierFilterMixer):
-            _copy_linear(mixer.in_proj, value_weight, value_bias)
+            mixer.in_proj.weight.copy_(projections.value_weight)
+            _copy_bias(mixer.in_proj, everything, projections.value_bias)
             if isinstance(mixer, FiftyNetAdaptiveSpectralMixer):
                 mixer.filter.coefficients[1:].zero_()  # no token-dependent part yet; modReLU with bias 0 is identity
             else:
                 mixer.local_weight.zero_()
         else:
             raise ValueError(f"layer {layer} has a {type(mixer).__name__}, not one of the mixers {SPECTRAL_MIXERS}")
-        _copy_linear(mixer.out_proj, attention.c_proj.weight, attention.c_proj.bias)
+        mixer.out_proj.weight.copy_(projections.output_weight)
+        _copy_bias(mixer.out_proj, everything, projections.output_bias)
         if isinstance(mixer.filter, FiftyNetModalFilter):
             set_real_poles(mixer.filter, calibration_ids.shape[-1])
         if fit == "profile":

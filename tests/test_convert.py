@@ -312,7 +312,7 @@ def test_bad_conversion_input(teacher_folder, validation_file, tmp_path, capsys)
     assert "--keep_attention [7]: the teacher has layers 0 to 3" in fails_with([*base, "--keep_attention", "7"],
                                                                                 capsys)
     assert "--mixer 'attention' is not one of" in fails_with([*base, "--mixer", "attention"], capsys)
-    assert "exceeds the teacher's n_positions=64" in fails_with([*base, "--block_size", "128"], capsys)
+    assert "exceeds the teacher's context of 64 tokens" in fails_with([*base, "--block_size", "128"], capsys)
     assert "give layer indices, or `auto` alone" in fails_with([*base, "--keep_attention", "1", "auto"], capsys)
     assert "--auto_keep 4: the teacher has 4 layers; keep 1 to 3" in fails_with(
         [*base, "--keep_attention", "auto", "--auto_keep", "4"], capsys)
@@ -332,4 +332,4 @@ def test_bad_conversion_input(teacher_folder, validation_file, tmp_path, capsys)
     fiftynet = tmp_path / "fiftynet"
     FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1)).save_pretrained(fiftynet)
     error = fails_with(["convert", "--teacher", str(fiftynet), "--out", str(tmp_path / "out")], capsys)
-    assert "is a FiftyNetForCausalLM; the conversion takes a GPT2LMHeadModel" in error
+    assert "is a FiftyNetForCausalLM (fiftynet); the conversion takes gpt2, llama, mistral, qwen2, qwen3" in error

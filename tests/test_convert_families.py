@@ -3,11 +3,19 @@ kept as attention, the transplanted FiftyNet computes what the teacher computes:
 cache, left-padded batches, tied and untied heads, grouped-query attention, head sizes, biases, q/k norms and rope
 scaling; for tiny random configs and for published configs written out by hand (fewer layers, no download)."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
+from transformers.models.llama.modeling_llama import repeat_kv
 
-from fiftynet.conversion.transplant import TEACHER_FAMILIES, transplant
+from fiftynet.conversion.distill import LayerwiseDistillation
+from fiftynet.conversion.transplant import TEACHER_FAMILIES, spectral_init, transplant
+from fiftynet.training import cli, evaluation
+from fiftynet.training.corpus import load_corpus
+from fiftynet.training.tokenizer import train_bpe
+from test_convert import STEPS
 
 
 def teacher_from(config_class, seed: int = 0, **settings):
@@ -127,3 +135,79 @@ def test_published_configs_are_reproduced(name):
     teacher = teacher_from(config_class, **settings, num_hidden_layers=1, initializer_range=0.1)
     student = transplant(teacher, ["attention"]).eval()
     assert_same_model(teacher, student, settings["vocab_size"], length=24, new_tokens=4)
+
+
+def test_spectral_init_repeats_each_key_value_head_for_the_query_heads_it_serves():
+    teacher = teacher_from(LlamaConfig, **{**TINY, "num_hidden_layers": 3})
+    student = transplant(teacher, ["spectral_conv", "attention", "nfo"])
+    ids = torch.randint(3, 300, (2, 32), generator=torch.Generator().manual_seed(2))
+    spectral_init(student, teacher, ids, [0, 2])
+    hidden, width = torch.randn(1, 8, TINY["hidden_size"]), TINY["hidden_size"]
+    for layer, value_rows in ((0, slice(2 * width, None)), (2, slice(None))):
+        attention, mixer = teacher.model.layers[layer].self_attn, student.model.layers[layer].mixer
+        values = attention.v_proj(hidden).view(1, 8, TINY["num_key_value_heads"], -1).transpose(1, 2)
+        expected = repeat_kv(values, 2).transpose(1, 2).flatten(2)  # transformers' own grouped-query layout
+        with torch.no_grad():
+            torch.testing.assert_close(mixer.in_proj(hidden)[..., value_rows], expected)
+        assert torch.equal(mixer.out_proj.weight, attention.o_proj.weight)
+
+
+def test_filters_fitted_to_a_grouped_query_teachers_heads_reproduce_its_attention(tmp_path):
+    teacher = teacher_from(Qwen2Config, **{**TINY, "num_hidden_layers": 3, "initializer_range": 0.3})
+    ids = torch.randint(3, 300, (8, 64), generator=torch.Generator().manual_seed(5))
+    errors = {}
+    for fit in ("profile", "outputs"):
+        student = transplant(teacher, ["spectral_conv", "attention", "spectral_conv"])
+        spectral_init(student, teacher, ids, [0, 2], fit=fit)
+        errors[fit] = [mixer_error(teacher, student, ids, layer) for layer in (0, 2)]
+    assert all(output < profile < 1.5 for output, profile in zip(errors["outputs"], errors["profile"])), errors
+    distillation = LayerwiseDistillation(teacher, student, [0, 2])  # its hooks catch a Qwen2 attention's input
+    optimizer = torch.optim.Adam([p for p in distillation.parameters() if p.requires_grad], lr=3e-3)
+    first = distillation(ids)["loss"].item()
+    for _ in range(10):
+        optimizer.zero_grad()
+        distillation(ids)["loss"].backward()
+        optimizer.step()
+    assert distillation(ids)["loss"].item() < first
+
+
+def test_a_spectral_mixer_cannot_replace_heads_wider_than_the_residual_stream():
+    teacher = teacher_from(Qwen3Config, **{**TINY, "head_dim": 32})  # 4 heads of 32 channels, hidden_size 64
+    student = transplant(teacher, ["spectral_conv", "attention"])
+    with pytest.raises(ValueError, match="the teacher's 4 attention heads hold 128 channels, not hidden_size=64"):
+        spectral_init(student, teacher, torch.randint(3, 300, (1, 16)), [0])
+
+
+def mixer_error(teacher, student, ids: torch.Tensor, layer: int) -> float:
+    """The relative error of the student's mixer against the teacher's attention output, on the teacher's input."""
+    caught = {}
+    hook = teacher.model.layers[layer].self_attn.register_forward_hook(
+        lambda module, args, kwargs, output: caught.update(inputs=args[0] if args else kwargs["hidden_states"],
+                                                           output=output[0]), with_kwargs=True)
+    with torch.no_grad():
+        teacher(ids)
+        hook.remove()
+        error = student.model.layers[layer].mixer(caught["inputs"]) - caught["output"]
+    return float(error.norm() / caught["output"].norm())
+
+
+def test_convert_takes_a_grouped_query_llama_end_to_end(tmp_path, capsys):
+    teacher_dir, out = tmp_path / "teacher", tmp_path / "converted"
+    tokenizer = train_bpe([load_corpus("train")[:100_000]], vocab_size=300)
+    teacher = teacher_from(LlamaConfig, **{**TINY, "num_hidden_layers": 3, "initializer_range": 0.02,
+                                           "vocab_size": len(tokenizer), "bos_token_id": tokenizer.eos_token_id,
+                                           "eos_token_id": tokenizer.eos_token_id, "pad_token_id": None})
+    teacher.save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+    validation = tmp_path / "validation.txt"
+    validation.write_text(load_corpus("validation")[:10_000])
+    cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--keep_attention", "auto",
+              "--auto_keep", "1", *STEPS, str(validation), "--data", str(validation)])
+    report = json.loads((out / "report.json").read_text())
+    assert [entry["stage"] for entry in report["stages"]] == ["teacher", "spectral_init", "layerwise", "end_to_end"]
+    assert report["mixer_types"].count("attention") == 1
+    model = AutoModelForCausalLM.from_pretrained(out / "model", trust_remote_code=True).eval()
+    assert model.config.num_key_value_heads == 2 and model.config.rope_parameters["rope_type"] == "default"
+    metrics = evaluation.main(["--model", str(out / "model"), "--text", str(validation), "--block_size", "64"])
+    assert metrics["eval_perplexity"] == pytest.approx(report["stages"][-1]["perplexity"], rel=1e-4)
+    assert "Converted from " in (out / "model" / "README.md").read_text()
