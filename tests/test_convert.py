@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from fiftynet.conversion.convert import layer_importance, silence_mixers
 from fiftynet.conversion.distill import DistillationTrainer, LayerwiseDistillation
@@ -17,6 +17,7 @@ from fiftynet.conversion.transplant import (
     fit_filter,
     fit_filter_to_outputs,
     spectral_init,
+    teacher_family,
     transplant_gpt2,
 )
 from fiftynet.training import cli, evaluation
@@ -91,10 +92,10 @@ def test_fit_filter_to_outputs_recovers_filters_of_its_own_form():
         torch.testing.assert_close(refitted, outputs, rtol=0, atol=1e-4 * outputs.abs().max().item())
 
 
-def mixer_error(teacher: GPT2LMHeadModel, student: FiftyNetForCausalLM, ids: torch.Tensor, layer: int) -> float:
+def mixer_error(teacher: PreTrainedModel, student: FiftyNetForCausalLM, ids: torch.Tensor, layer: int) -> float:
     """The relative error of the student's mixer against the teacher's attention output, on the teacher's input."""
     caught = {}
-    hook = teacher.transformer.h[layer].attn.register_forward_hook(
+    hook = teacher_family(teacher).attention(teacher, layer).register_forward_hook(
         lambda module, args, kwargs, output: caught.update(inputs=args[0] if args else kwargs["hidden_states"],
                                                            output=output[0]), with_kwargs=True)
     with torch.no_grad():

@@ -15,7 +15,7 @@ from fiftynet.conversion.transplant import TEACHER_FAMILIES, spectral_init, tran
 from fiftynet.training import cli, evaluation
 from fiftynet.training.corpus import load_corpus
 from fiftynet.training.tokenizer import train_bpe
-from test_convert import STEPS
+from test_convert import STEPS, mixer_error
 
 
 def teacher_from(config_class, seed: int = 0, **settings):
@@ -176,19 +176,6 @@ def test_a_spectral_mixer_cannot_replace_heads_wider_than_the_residual_stream():
     student = transplant(teacher, ["spectral_conv", "attention"])
     with pytest.raises(ValueError, match="the teacher's 4 attention heads hold 128 channels, not hidden_size=64"):
         spectral_init(student, teacher, torch.randint(3, 300, (1, 16)), [0])
-
-
-def mixer_error(teacher, student, ids: torch.Tensor, layer: int) -> float:
-    """The relative error of the student's mixer against the teacher's attention output, on the teacher's input."""
-    caught = {}
-    hook = teacher.model.layers[layer].self_attn.register_forward_hook(
-        lambda module, args, kwargs, output: caught.update(inputs=args[0] if args else kwargs["hidden_states"],
-                                                           output=output[0]), with_kwargs=True)
-    with torch.no_grad():
-        teacher(ids)
-        hook.remove()
-        error = student.model.layers[layer].mixer(caught["inputs"]) - caught["output"]
-    return float(error.norm() / caught["output"].norm())
 
 
 def test_convert_takes_a_grouped_query_llama_end_to_end(tmp_path, capsys):
