@@ -11,13 +11,14 @@ teacher's own training tokens, and `python -m benchmarks.conversion` reads which
 """
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from transformers import GPT2Config, GPT2LMHeadModel, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments, set_seed
 
-from fiftynet.training import train
+from fiftynet.training import cli, train
 from fiftynet.training.data import DataArguments, load_texts, prepare_data
 from fiftynet.training.errors import UsageError, claimed, refuse_non_empty
 from fiftynet.training.evaluation import IGNORE_KEYS, trainer_evaluation
@@ -67,11 +68,16 @@ def data_arguments(args: DataArguments) -> dict:
     return recorded
 
 
+PROG = "python -m fiftynet.conversion.teacher"
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((TeacherArguments, train.TrainerArguments),
-                              prog="python -m fiftynet.conversion.teacher", description=__doc__)
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = train.trainer_argument_parser((TeacherArguments, train.TrainerArguments), PROG, __doc__,
+                                           TRAINING_DEFAULTS)
+    try:
+        args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # TrainingArguments' own checks, and unknown arguments
+        raise UsageError(" ".join(str(error).split())) from None
     with claimed(training_args.output_dir, "--output_dir", training_args.process_index == 0):
         return train_teacher(args, training_args)
 
@@ -116,4 +122,4 @@ def train_teacher(args: TeacherArguments, training_args: TrainingArguments) -> d
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(PROG, main, sys.argv[1:])

@@ -63,6 +63,8 @@ MIXER_STATE_LAYER_TYPE = "fiftynet_mixer_state"
 # The `rope_type`s of transformers' rope initialisation that FiftyNet's attention computes: their frequencies are
 # fixed, so a decoding step rotates as the full forward does ("dynamic" and "longrope" change with the length).
 ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+# 2**48 float32 weights are a pebibyte: a config asking for a larger matrix is a typo, not a model.
+MAX_MATRIX_ELEMENTS = 2**48
 POSITION_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "complex_rope")
 MIXER_GATES = ("none", "glu", "phase")
 EMBEDDING_TYPES = ("real", "complex")
@@ -238,8 +240,8 @@ class FiftyNetConfig(PreTrainedConfig):
     mixer_types: list[str] | None = None
     mixer_gate: str = "none"
     filter_state_size: int = 16
-    filter_decay_min: float = 1e-3
-    filter_decay_max: float = 1.0
+    filter_decay_min: float | int = 1e-3  # float | int here and below: a JSON 0 or 1 is an int
+    filter_decay_max: float | int = 1.0
     short_conv_size: int = 4
     fourier_kernel_size: int = 256
     fourier_modes: int = 64
@@ -252,16 +254,16 @@ class FiftyNetConfig(PreTrainedConfig):
     attention_qk_norm: bool = False
     mixer_bias: bool = False
     position_encoding: str = "none"
-    rotary_base: float = 10000.0
+    rotary_base: float | int = 10000.0
     rope_parameters: dict | None = None
     embedding_type: str = "real"
     mlp_type: str = "gated"
     mlp_bias: bool = False
     hidden_act: str = "silu"
     norm_type: str = "rms_norm"
-    rms_norm_eps: float = 1e-6
-    layer_norm_epsilon: float = 1e-5
-    initializer_range: float = 0.02
+    rms_norm_eps: float | int = 1e-6
+    layer_norm_epsilon: float | int = 1e-5
+    initializer_range: float | int = 0.02
     use_cache: bool = True
     tie_word_embeddings: bool = True
     chunk_head_size: int = 0
@@ -302,8 +304,9 @@ class FiftyNetConfig(PreTrainedConfig):
         if name == "mixer_types":
             if value is None:
                 value = [self.mixer_type] * self.num_hidden_layers
-            elif value and len(set(value)) == 1:
-                super().__setattr__("mixer_type", value[0])  # one mixer for every block: it follows mixer_type
+            elif value and len(set(value)) == 1 and self.__dict__.get("mixer_type", value[0]) in MIXERS:
+                # One mixer for every block: it follows mixer_type (an unknown mixer_type stays, to be refused).
+                super().__setattr__("mixer_type", value[0])
         follows = name in ("num_hidden_layers", "mixer_type") and self._mixer_types_follow_mixer_type()
         super().__setattr__(name, value)
         if follows:
@@ -372,6 +375,14 @@ class FiftyNetConfig(PreTrainedConfig):
             raise ValueError(f"chunk_head_size must be 0 (no chunk head) or positive, got {self.chunk_head_size}")
         if self.intermediate_size is not None and self.intermediate_size < 1:
             raise ValueError(f"intermediate_size must be a positive integer, got {self.intermediate_size}")
+        # torch cannot even allocate such a matrix on the meta device (its byte count overflows): say which field.
+        widest = max(self.vocab_size, self.intermediate_size or 0, 3 * self.hidden_size)
+        if widest * self.hidden_size > MAX_MATRIX_ELEMENTS:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} with vocab_size={self.vocab_size} and intermediate_size="
+                f"{self.intermediate_size} makes weight matrices of {widest * self.hidden_size:.3g} elements, more "
+                "than any machine holds"
+            )
         if not 0 < self.filter_decay_min <= self.filter_decay_max:
             raise ValueError(
                 "filter decay rates must satisfy 0 < filter_decay_min <= filter_decay_max, got "

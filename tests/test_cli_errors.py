@@ -151,7 +151,13 @@ def test_overwrite_output_dir_replaces_an_earlier_model(tmp_path, capsys):
         (["train", "--validation_fraction", "1"], "--validation_fraction must lie in [0, 1), got 1.0"),
         (["train", "--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1, got 0"),
         (["train", "--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1, got 0"),
-        (["train", "--learning_rate", "-1"], "--learning_rate must not be negative, got -1.0"),
+        (["train", "--learning_rate", "-1"], "--learning_rate must be a finite number of at least 0, got -1.0"),
+        (["train", "--learning_rate", "nan"], "--learning_rate must be a finite number of at least 0, got nan"),
+        (["train", "--max_steps", "-5"], "--max_steps must be a positive number of steps, or -1 to train"),
+        (["train", "--max_steps", "0"], "--max_steps must be a positive number of steps, or -1 to train"),
+        (["train", "--max_steps", "-1", "--num_train_epochs", "0"], "--num_train_epochs must be a positive number"),
+        (["lora", "--max_steps", "-5"], "--max_steps must be a positive number of steps"),
+        (["convert", "--max_steps", "-5"], "--max_steps must be a positive number of steps"),
         (["train", "--resume_weights_only"], "--resume_weights_only restarts from a checkpoint: pass it with --resume"),
         (["quickstart", "--block-size", "0"], "argument --block_size/--block-size: must be at least 1, got 0"),
         (["quickstart", "--max_steps", "0"], "argument --max_steps/--max-steps: must be at least 1, got 0"),
@@ -173,6 +179,8 @@ def test_out_of_range_numbers_and_empty_prompts(argv, message, tmp_path, text_fi
     model_dir = str(save_tiny_model(tmp_path))
     context = {
         "train": ["--data", str(text_file), "--output_dir", str(tmp_path / "run"), *TINY],
+        "lora": ["--model", model_dir, "--data", str(text_file), "--output_dir", str(tmp_path / "run")],
+        "convert": ["--teacher", model_dir, "--out", str(tmp_path / "out")],
         "quickstart": ["--output_dir", str(tmp_path / "run")],
         "compress": ["--model", model_dir, "--method", "int8", "--out", str(tmp_path / "out")],
         "eval": ["--model", model_dir],
@@ -222,6 +230,10 @@ def damage(model_dir, how: str) -> None:
         config.write_text(config.read_text().replace('"position_encoding": "none"', '"position_encoding": "bogus"'))
     elif how == "weights of another shape":
         config.write_text(config.read_text().replace('"vocab_size": 259', '"vocab_size": 300'))
+    elif how == "a list for a config":
+        config.write_text("[1, 2]")
+    elif how == "no model_type":
+        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "model_type"}))
     elif how in CONFIG_VALUES:
         field, value = CONFIG_VALUES[how]
         config.write_text(json.dumps({**json.loads(config.read_text()), field: value}))
@@ -236,6 +248,9 @@ CONFIG_VALUES = {
     "unknown compression": ("compression", {"layers": {"model.layers.0.mlp.up_proj": {"method": "zip"}}}),
     "compression of a missing layer": ("compression", {"layers": {"model.layers.9.mlp": {"method": "int8"}}}),
     "a billion layers": ("num_hidden_layers", 10**9),  # its config alone took minutes to build
+    "a trillion channels": ("hidden_size", 10**12),  # torch's size overflowed (a traceback)
+    "zero epsilon, written as an integer": ("rms_norm_eps", 0),  # was refused as "expected float, got int"
+    "unknown mixer_type beside mixer_types": ("mixer_type", "transformer9000"),  # was silently replaced
 }
 
 
@@ -253,6 +268,12 @@ CONFIG_VALUES = {
         ("unknown compression", "layer 'model.layers.0.mlp.up_proj' has method 'zip', not one of dct, svd, int8"),
         ("compression of a missing layer", "names a layer 'model.layers.9.mlp' this model does not have"),
         ("a billion layers", "its config.json describes a model whose weights alone take"),
+        ("a trillion channels", "hidden_size=1000000000000 with vocab_size=259 and intermediate_size=64 makes "
+                                "weight matrices of 3e+24 elements, more than any machine holds"),
+        ("zero epsilon, written as an integer", "rms_norm_eps must be a positive finite number, got 0"),
+        ("unknown mixer_type beside mixer_types", "mixer_type='transformer9000' is not one of"),
+        ("a list for a config", "its config.json holds a JSON list, not an object of settings"),
+        ("no model_type", "its config.json has no model_type (e.g. \"fiftynet\"), which names the model"),
     ],
 )
 @pytest.mark.parametrize("command", [["generate", "--prompt", "x"], ["eval"]], ids=["generate", "eval"])
@@ -274,6 +295,19 @@ def test_a_model_folder_without_its_tokenizer_is_not_paired_with_the_byte_tokeni
     cli.main([command[0], "--model", str(model_dir), "--tokenizer", "byte", *command[1:]])
     FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1)).save_pretrained(tmp_path / "bytes")
     cli.main([command[0], "--model", str(tmp_path / "bytes"), *command[1:]])
+
+
+def test_a_tokenizer_without_its_vocabulary_is_named_in_one_line(tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    bpe = tokenizer.train_bpe([load_corpus("validation")[:20_000]], vocab_size=300)
+    FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1, vocab_size=len(bpe))).save_pretrained(
+        model_dir)
+    bpe.save_pretrained(model_dir)
+    (model_dir / "tokenizer.json").unlink()
+    error = fails_with(["generate", "--model", str(model_dir), "--prompt", "x"], capsys)
+    assert error == (f"fiftynet generate: error: cannot load tokenizer {model_dir}: it has a tokenizer_config.json "
+                     "but no tokenizer.json, the vocabulary it needs: copy it from where the tokenizer was saved, or "
+                     "pass --tokenizer NAME_OR_FOLDER")
 
 
 @pytest.mark.parametrize("name", ["./missing-model", "runs/today/model", "~/missing-model"])
@@ -325,12 +359,8 @@ def test_a_folder_in_use_by_a_running_command_is_refused_and_a_killed_one_leaves
     """Two runs given one output folder both said "saved to R/model" and R held one of them: the second is refused
     while the first runs, and once the first is killed (SIGKILL: no cleanup) the folder is free."""
     folder = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom fiftynet.training.errors import claimed\n"
-        f"with claimed({str(folder)!r}, '--output_dir'):\n    print('held', flush=True)\n    time.sleep(120)\n"
-    )], stdout=subprocess.PIPE, text=True)
+    holder = holding(folder)
     try:
-        assert holder.stdout.readline().strip() == "held"
         required = {"train": [], "convert": ["--teacher", str(tmp_path)], "quickstart": [],
                     "compress": ["--model", str(tmp_path), "--method", "int8"]}[command]
         error = fails_with([command, option, str(folder), *required], capsys)
@@ -341,6 +371,33 @@ def test_a_folder_in_use_by_a_running_command_is_refused_and_a_killed_one_leaves
     assert folder.is_dir() and not any(folder.iterdir())  # an empty folder: nothing of either command in it
     with claimed(folder, option):
         pass
+
+
+def holding(folder) -> subprocess.Popen:
+    """Another process that holds `folder` as a running command does, until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom fiftynet.training.errors import claimed\n"
+        f"with claimed({str(folder)!r}, '--output_dir'):\n    print('held', flush=True)\n    time.sleep(120)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+@pytest.mark.parametrize("command", ["train", "quickstart"])
+def test_a_folder_inside_or_around_a_running_commands_is_refused(tmp_path, capsys, command):
+    """`fiftynet quickstart --output_dir R/model` while `fiftynet train --output_dir R` ran replaced the model the
+    train had saved, and both exited 0: a folder inside another command's, or holding one, is refused too."""
+    run, model = tmp_path / "run", tmp_path / "run" / "model"
+    for held, given, relation in ((run, model, "is inside"), (model, run, "holds")):
+        holder = holding(held)
+        try:
+            error = fails_with([command, "--output_dir", str(given), "--overwrite_output_dir"], capsys)
+            assert f"--output_dir {given} {relation} {held.resolve()}, which another fiftynet command" in error
+        finally:
+            holder.kill()
+            holder.wait()
+    # Nothing written before the refusals: only the folder the killed holder of run/model made.
+    assert [entry.name for entry in run.iterdir()] == ["model"] and not any(model.iterdir())
 
 
 def said(stderr: str) -> str:

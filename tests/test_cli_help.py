@@ -8,6 +8,7 @@ import re
 import pytest
 from transformers import TrainingArguments
 
+from fiftynet.conversion import teacher
 from fiftynet.training import cli
 
 
@@ -117,3 +118,16 @@ def test_options_show_their_defaults(command: str, monkeypatch: pytest.MonkeyPat
 def test_usage_names_the_command_typed(words: list[str], capsys: pytest.CaptureFixture) -> None:
     usage = printed_help(words, "--help", capsys).split("\n", 1)[0]
     assert usage.startswith(f"usage: fiftynet {' '.join(words)} "), usage
+
+
+def test_the_teacher_script_has_the_commands_short_help_and_one_line_errors(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(teacher.PROG, teacher.main, ["--help"])
+    text = capsys.readouterr().out
+    assert exit_info.value.code == 0 and text.startswith(f"usage: {teacher.PROG} [OPTIONS]")
+    assert len(text.splitlines()) < 150 and "--help-all" in text
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(teacher.PROG, teacher.main, ["--max_steps", "-3"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"{teacher.PROG}: error: --max_steps must be a positive number of steps, or -1 "
+                                       "to train --num_train_epochs epochs, got -3\n")

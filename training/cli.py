@@ -9,6 +9,9 @@ import argparse
 import errno
 import importlib
 import re
+import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from safetensors import SafetensorError
 
@@ -31,7 +34,7 @@ COMMANDS = {
     "chunk-head": ("fiftynet.training.chunk_head:main",
                    "train a chunk head on a frozen FiftyNet: same greedy output in fewer forward passes"),
     "convert": ("fiftynet.conversion.convert:main",
-                "retune a GPT-2 into a FiftyNet: transplant, spectral init, distillation, report"),
+                "retune a GPT-2, Llama, Qwen or Mistral into a FiftyNet: transplant, spectral init, distillation"),
     "compress": ("fiftynet.conversion.compress:main",
                  "store Linear layers compressed (dct, svd, int8), optionally fine-tune, save"),
     "push": ("fiftynet.hub_cards.push:main",
@@ -68,20 +71,30 @@ def main(argv: list[str] | None = None) -> None:
         subcommands.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
     module, function = COMMANDS[args.command][0].split(":")
+    run(f"fiftynet {args.command}", getattr(importlib.import_module(module), function), rest)
+
+
+def run(prog: str, command: Callable[[list[str]], object], argv: list[str]) -> None:
+    """`command(argv)`, with bad input, Ctrl-C and a full disk turned into one line on stderr and an exit code; also
+    for the scripts run with `python -m` (`fiftynet.conversion.teacher`)."""
     try:
-        getattr(importlib.import_module(module), function)(rest)
+        command(argv)
     except UsageError as error:
-        parser.exit(2, f"fiftynet {args.command}: error: {error}\n")
+        stop(2, f"{prog}: error: {error}\n")
     except KeyboardInterrupt:
         # Saves are staged (modeling_fiftynet.saving): nothing half-written is left, and finished checkpoints stay.
         # On a line of its own: a progress bar may be half drawn.
-        parser.exit(130, f"\nfiftynet {args.command}: interrupted; what it had saved is kept (train, convert: continue "
-                         "with --resume)\n")
+        stop(130, f"\n{prog}: interrupted; what it had saved is kept (train, convert: continue with --resume)\n")
     except (OSError, RuntimeError, SafetensorError) as error:
         if (problem := disk_full(error)) is None:
             raise
-        parser.exit(1, f"\nfiftynet {args.command}: error: the disk is full ({problem}); free some space and run it "
-                       "again (train, convert: --resume continues from the last complete checkpoint)\n")
+        stop(1, f"\n{prog}: error: the disk is full ({problem}); free some space and run it again (train, convert: "
+                "--resume continues from the last complete checkpoint)\n")
+
+
+def stop(code: int, message: str) -> NoReturn:
+    sys.stderr.write(message)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -58,11 +58,35 @@ def claimed(folder: str | Path, option: str, is_writer: bool = True) -> Iterator
     except OSError:  # the file system has no flock
         pass
     try:
+        # A command in a folder inside another's (its model/, say), or around it, would write into that run too.
+        nested = [*folder.resolve().parents, *(Path(root) for root, _, _ in os.walk(folder) if Path(root) != folder)]
+        if user := next((other for other in nested if _in_use(other)), None):
+            where = "is inside" if user in folder.resolve().parents else "holds"
+            raise UsageError(f"{option} {folder} {where} {user}, which another fiftynet command that is still "
+                             f"running uses: wait for it to end, or choose another {option}")
         yield folder
     finally:
         if created and folder.is_dir() and not any(folder.iterdir()):  # while holding it: nobody else uses it
             folder.rmdir()
         os.close(descriptor)  # releases the lock
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether another process holds `folder` through `claimed` (a shared lock cannot be had); False where it cannot
+    be told (no permission to open it, no flock)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)  # releases the shared lock, if it was had
 
 
 def refuse_non_empty(folder: str | Path, option: str, how_to_continue: str = "") -> None:

@@ -103,8 +103,14 @@ def load_model(name_or_path: str, **kwargs) -> PreTrainedModel:
         try:
             settings = json.loads(config_file.read_text())
         except ValueError:
-            settings = {}  # loading it says what is wrong
-        if settings.get("model_type") == FiftyNetConfig.model_type:
+            settings = {"model_type": None}  # loading it says what is wrong
+        if not isinstance(settings, dict):
+            raise UsageError(f"cannot load model {name_or_path}: its config.json holds a JSON "
+                             f"{type(settings).__name__}, not an object of settings")
+        if "model_type" not in settings:  # transformers would guess from the name, or ask to run custom code
+            raise UsageError(f"cannot load model {name_or_path}: its config.json has no model_type (e.g. "
+                             f"\"{FiftyNetConfig.model_type}\"), which names the model it describes")
+        if settings["model_type"] == FiftyNetConfig.model_type:
             check_fits(settings, f"cannot load model {name_or_path}: its config.json", torch.device("cpu"))
     return from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", **kwargs)
 

@@ -58,6 +58,8 @@ def from_pretrained(loader: Callable, name_or_path: str, what: str, **kwargs):
         lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
         # torch's load_state_dict heads its list of weights of another shape with a line that names none of them
         message = next((line for line in lines if line.startswith("size mismatch")), lines[0] if lines else "")
+        if message.endswith(":"):  # a heading: the list it announces is the message
+            message = " ".join(lines)
         raise UsageError(f"cannot load {what} {name_or_path}: {message or type(error).__name__}") from None
 
 
@@ -103,7 +105,14 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
                 f"{name_or_path} holds no tokenizer files, and its vocabulary of {vocab_size} ids is not the byte "
                 "tokenizer's: pass the tokenizer it was trained with (--tokenizer NAME_OR_FOLDER), or save it there"
             )
-    return from_pretrained(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
+    try:
+        return from_pretrained(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
+    except UsageError:
+        if (folder / "tokenizer_config.json").is_file() and not (folder / "tokenizer.json").exists():
+            raise UsageError(f"cannot load tokenizer {name_or_path}: it has a tokenizer_config.json but no "
+                             "tokenizer.json, the vocabulary it needs: copy it from where the tokenizer was saved, "
+                             "or pass --tokenizer NAME_OR_FOLDER") from None
+        raise
 
 
 def train_bpe(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:

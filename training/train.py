@@ -11,6 +11,7 @@ with `--lora`, also `adapter/` (the PEFT adapter; `model/` then holds the merged
 
 import argparse
 import json
+import math
 import re
 import shutil
 import sys
@@ -104,8 +105,14 @@ class TrainerArguments(TrainingArguments):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate < 0:
-            raise ValueError(f"--learning_rate must not be negative, got {self.learning_rate}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):  # NaN too
+            raise ValueError(f"--learning_rate must be a finite number of at least 0, got {self.learning_rate}")
+        # The Trainer reads any max_steps <= 0 as "train --num_train_epochs epochs", and 0 as one step.
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"--max_steps must be a positive number of steps, or -1 to train --num_train_epochs "
+                             f"epochs, got {self.max_steps}")
+        if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise ValueError(f"--num_train_epochs must be a positive number, got {self.num_train_epochs}")
         super().__post_init__()
 
 
