@@ -128,6 +128,7 @@ PUBLISHED = {
 }
 
 
+@pytest.mark.published_config
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_published_configs_are_reproduced(name):
     config_class, settings = PUBLISHED[name]
