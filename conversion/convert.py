@@ -57,8 +57,8 @@ from .transplant import FILTER_FITS, SPECTRAL_MIXERS, TEACHER_FAMILIES, spectral
 class ConvertArguments(DataArguments):
     _argument_group_name = "fiftynet convert: data, teacher, stages, output"
 
-    teacher: str = field(metadata={"help": "a causal LM folder or Hub id of a family the conversion takes: GPT-2, Llama "
-                                           "(SmolLM2, TinyLlama), Qwen2/2.5, Qwen3, Mistral"})
+    teacher: str = field(metadata={"help": "a causal LM folder or Hub id of a family the conversion takes: GPT-2, "
+                                           "Llama (SmolLM2, TinyLlama), Qwen2/2.5, Qwen3, Mistral"})
     out: str = field(metadata={"help": "output folder"})
     mixer: str = field(default="spectral_conv", metadata={"help": f"the new mixer: {', '.join(SPECTRAL_MIXERS)}"})
     keep_attention: list[str] = field(
@@ -71,7 +71,8 @@ class ConvertArguments(DataArguments):
                                         "quarter of the layers, at least 1)"}
     )
     block_size: int | None = field(
-        default=None, metadata={"help": "tokens per sequence (default: the teacher's max_position_embeddings, at most 1024)"}
+        default=None,
+        metadata={"help": "tokens per sequence (default: the teacher's max_position_embeddings, at most 1024)"},
     )
     calibration_blocks: int = field(
         default=8, metadata={"help": "blocks of training text the filters are fitted on (and, as many more, on "

@@ -74,7 +74,7 @@ def student_config(teacher: PreTrainedModel, mixer_types: list[str], **overrides
 
 
 def rotate_half_to_pairs(head_dim: int) -> torch.Tensor:
-    """`(head_dim,)` source channel of each FiftyNet channel: channel `2k` is Llama's `k`, `2k + 1` is `k + head_dim/2`."""
+    """`(head_dim,)` source channel of each FiftyNet channel: `2k` is Llama's `k`, `2k + 1` is `k + head_dim / 2`."""
     half = torch.arange(head_dim // 2)
     return torch.stack([half, half + head_dim // 2], dim=-1).flatten()
 

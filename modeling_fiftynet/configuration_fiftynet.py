@@ -444,7 +444,9 @@ class FiftyNetConfig(PreTrainedConfig):
         if self.position_encoding != "rope":
             return
         if self.attention_head_dim % 2:
-            raise ValueError(f"position_encoding='rope' needs an even attention head size, got {self.attention_head_dim}")
+            raise ValueError(
+                f"position_encoding='rope' needs an even attention head size, got {self.attention_head_dim}"
+            )
         rope_type = self.rope_parameters.get("rope_type")
         if rope_type not in ROPE_TYPES:
             raise ValueError(

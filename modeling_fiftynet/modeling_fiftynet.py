@@ -470,10 +470,11 @@ class FiftyNetAttention(nn.Module):
         self.num_key_value_heads = config.attention_key_value_heads
         self.head_dim = config.attention_head_dim
         out_bias = config.attention_bias if config.attention_out_bias is None else config.attention_out_bias
-        self.q_proj = nn.Linear(config.hidden_size, self.num_heads * self.head_dim, bias=config.attention_bias)
-        self.k_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=config.attention_bias)
-        self.v_proj = nn.Linear(config.hidden_size, self.num_key_value_heads * self.head_dim, bias=config.attention_bias)
-        self.out_proj = nn.Linear(self.num_heads * self.head_dim, config.hidden_size, bias=out_bias)
+        query_width, key_value_width = self.num_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        self.q_proj = nn.Linear(config.hidden_size, query_width, bias=config.attention_bias)
+        self.k_proj = nn.Linear(config.hidden_size, key_value_width, bias=config.attention_bias)
+        self.v_proj = nn.Linear(config.hidden_size, key_value_width, bias=config.attention_bias)
+        self.out_proj = nn.Linear(query_width, config.hidden_size, bias=out_bias)
         if config.attention_qk_norm:
             self.q_norm = FiftyNetRMSNorm(self.head_dim, eps=config.rms_norm_eps)
             self.k_norm = FiftyNetRMSNorm(self.head_dim, eps=config.rms_norm_eps)
