@@ -1,14 +1,14 @@
-r"""How much of a GPT-2 teacher's quality `fiftynet convert` brings back within a distillation budget, against a
-control that mixes no tokens at all.
+r"""How much of a GPT-2 or Llama teacher's quality `fiftynet convert` brings back within a distillation budget,
+against a control that mixes no tokens at all.
 
     python -m benchmarks.conversion --output-dir benchmarks/results/conversion_cpu --overwrite \
         --eval-text /usr/lib/python3.11/LICENSE.txt     # replaces the committed results: 2 CPU cores, see docs
 
 Trains the teacher first when `--teacher` holds none (`python -m fiftynet.conversion.teacher`, the `cpu` preset unless
-`--teacher-size` says otherwise). Without `--data`, it distils and validates on the text the teacher's report records
-it was trained on, and refuses a teacher whose text it cannot find again. The budget is `--budget` times the teacher's
-own training tokens, split between the layer-wise and the end-to-end stage (`--layerwise-share`). It then converts the
-teacher:
+`--teacher-size` and `--teacher-arch` say otherwise). Without `--data`, it distils and validates on the text the
+teacher's report records it was trained on, and refuses a teacher whose text it cannot find again. The budget is
+`--budget` times the teacher's own training tokens, split between the layer-wise and the end-to-end stage
+(`--layerwise-share`). It then converts the teacher:
 
 1. every layer spectral, once for each `--mixers` and `--filter-fits` entry (each is reported; the best is
    `all_spectral_ratio`);
@@ -31,6 +31,8 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from transformers import AutoConfig
 
 from fiftynet.conversion import convert, teacher
 from fiftynet.conversion.transplant import FILTER_FITS, SPECTRAL_MIXERS
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher", type=Path,
                         help="a teacher folder, trained there if empty (default: OUTPUT_DIR/teacher)")
     parser.add_argument("--teacher-size", default="cpu")
+    parser.add_argument("--teacher-arch", default="gpt2", help="gpt2 or llama (default: gpt2)")
     parser.add_argument("--teacher-steps", type=int, help="(default: the teacher script's)")
     parser.add_argument("--budget", type=float, default=0.05, help="distillation tokens / teacher training tokens")
     parser.add_argument("--layerwise-share", type=float, default=0.5, help="share of the budget for stage 3")
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mixers", nargs="+", default=["spectral_conv"], choices=SPECTRAL_MIXERS)
     parser.add_argument("--filter-fits", nargs="+", default=["outputs"], choices=FILTER_FITS)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--block-size", type=int, help="(default: the teacher's n_positions)")
+    parser.add_argument("--block-size", type=int, help="(default: the teacher's max_position_embeddings)")
     parser.add_argument("--calibration-blocks", type=int, default=8)
     parser.add_argument("--data", nargs="+", help="training text files (default: the teacher's, as its report records)")
     parser.add_argument("--validation-data", nargs="+",
@@ -156,8 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
             *(["--validation_data", *args.validation_data] if args.validation_data else [])]
     if not (teacher_dir / "teacher_report.json").is_file():
         steps = ["--max_steps", str(args.teacher_steps)] if args.teacher_steps else []
-        teacher.main(["--size", args.teacher_size, "--output_dir", str(teacher_dir), *steps,
-                      *(["--bf16"] if args.bf16 else []), *data])
+        teacher.main(["--arch", args.teacher_arch, "--size", args.teacher_size, "--output_dir", str(teacher_dir),
+                      *steps, *(["--bf16"] if args.bf16 else []), *data])
     teacher_report = json.loads((teacher_dir / "teacher_report.json").read_text())
     if data:
         print(f"Data: as given: {' '.join(data)}")
@@ -167,8 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
         except UsageError as error:
             parser.error(str(error))
         print(f"Data: the teacher's, as its report records: {described}")
-    teacher_config = json.loads((teacher_dir / "config.json").read_text())
-    block_size = args.block_size or teacher_config["n_positions"]
+    block_size = args.block_size or AutoConfig.from_pretrained(teacher_dir).max_position_embeddings
     budget = int(args.budget * teacher_report["training_tokens"])
     tokens_per_step = args.batch_size * block_size
     layerwise_steps = int(args.layerwise_share * budget) // tokens_per_step

@@ -1,8 +1,10 @@
-"""Train a GPT-2 teacher offline: transformers' GPT2LMHeadModel with a byte-level BPE trained by `tokenizers`, on the
-bundled corpus, through the Trainer. `fiftynet convert` then takes the saved folder as `--teacher`, exactly as it
-takes `gpt2` from the Hub.
+"""Train a teacher offline: transformers' GPT2LMHeadModel, or LlamaForCausalLM (`--arch llama`: RMSNorm, SwiGLU,
+rotary positions, grouped-query attention 2:1), with a byte-level BPE trained by `tokenizers`, on the bundled corpus,
+through the Trainer. `fiftynet convert` then takes the saved folder as `--teacher`, exactly as it takes `gpt2` or a
+Llama from the Hub.
 
     python -m fiftynet.conversion.teacher --output_dir gpt2-kjv-cpu  # 2 CPU cores, about an hour
+    python -m fiftynet.conversion.teacher --arch llama --output_dir llama-kjv-cpu
     python -m fiftynet.conversion.teacher --size small --output_dir gpt2-kjv --max_steps 4000 --bf16  # a GPU
 
 The folder gets the model, the tokenizer and `teacher_report.json` (training tokens, validation metrics, and in
@@ -16,7 +18,15 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 from fiftynet.training import cli, train
 from fiftynet.training.data import DataArguments, load_texts, prepare_data
@@ -26,18 +36,39 @@ from fiftynet.training.tokenizer import train_bpe
 from modeling_fiftynet.saving import staged_folder
 
 
-# GPT-2 shapes. "cpu" (4.3M parameters with the default 4096-token BPE) is the benchmark's teacher: the default 2400
-# steps train it on 2 CPU cores in about an hour, long enough that its attention matters (removing it triples the
-# perplexity; see docs/conversion.md). "small" is GPT-2 small (124M parameters with its 50k vocabulary).
+# Shapes, as width, layers and heads. "cpu" (4.3M parameters as a GPT-2 with the default 4096-token BPE) is the
+# benchmark's teacher: the default 2400 steps train it on 2 CPU cores in about an hour, long enough that its attention
+# matters (removing it triples the perplexity; see docs/conversion.md). "small" is GPT-2 small's (124M parameters with
+# its 50k vocabulary).
 SIZES = {
-    "tiny": dict(n_embd=128, n_layer=4, n_head=4),
-    "cpu": dict(n_embd=256, n_layer=4, n_head=4),
-    "small": dict(n_embd=768, n_layer=12, n_head=12),
+    "tiny": dict(width=128, layers=4, heads=4),
+    "cpu": dict(width=256, layers=4, heads=4),
+    "small": dict(width=768, layers=12, heads=12),
 }
+
+
+def gpt2_config(width: int, layers: int, heads: int, vocab_size: int, block_size: int, eos_token_id: int) -> GPT2Config:
+    return GPT2Config(vocab_size=vocab_size, n_positions=block_size, n_embd=width, n_layer=layers, n_head=heads,
+                      bos_token_id=eos_token_id, eos_token_id=eos_token_id)
+
+
+def llama_config(width: int, layers: int, heads: int, vocab_size: int, block_size: int, eos_token_id: int
+                 ) -> LlamaConfig:
+    """Llama's block at the shape: a SwiGLU MLP 8/3 as wide (GPT-2's 4x MLP's parameters), 2 query heads per
+    key/value head, a tied head as in SmolLM2 and Llama 3.2."""
+    return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=block_size, hidden_size=width,
+                       intermediate_size=-(-8 * width // 3 // 64) * 64, num_hidden_layers=layers,
+                       num_attention_heads=heads, num_key_value_heads=heads // 2, tie_word_embeddings=True,
+                       bos_token_id=eos_token_id, eos_token_id=eos_token_id)
+
+
+# The teachers' architectures: the config of each at a shape.
+ARCHITECTURES = {"gpt2": gpt2_config, "llama": llama_config}
 
 
 @dataclass
 class TeacherArguments(DataArguments):
+    arch: str = field(default="gpt2", metadata={"help": f"architecture: {', '.join(ARCHITECTURES)}"})
     size: str = field(default="cpu", metadata={"help": f"model shape: {', '.join(SIZES)}"})
     vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size"})
     block_size: int = field(default=256, metadata={"help": "tokens per sequence (and n_positions)"})
@@ -50,12 +81,18 @@ TRAINING_DEFAULTS = {**train.TRAINING_DEFAULTS, "output_dir": "gpt2-teacher", "m
                      "save_strategy": "no", "report_to": "none"}
 
 
-def build_teacher(size: str, vocab_size: int, block_size: int, eos_token_id: int) -> GPT2LMHeadModel:
-    if size not in SIZES:
-        raise UsageError(f"--size {size!r} is not one of {', '.join(SIZES)}")
-    config = GPT2Config(vocab_size=vocab_size, n_positions=block_size, bos_token_id=eos_token_id,
-                        eos_token_id=eos_token_id, **SIZES[size])
-    return GPT2LMHeadModel(config)
+def build_teacher(size: str, vocab_size: int, block_size: int, eos_token_id: int, arch: str = "gpt2"
+                  ) -> PreTrainedModel:
+    check_choices(size, arch)
+    shape = dict(**SIZES[size], vocab_size=vocab_size, block_size=block_size, eos_token_id=eos_token_id)
+    config = ARCHITECTURES[arch](**shape)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def check_choices(size: str, arch: str) -> None:
+    for option, value, choices in (("--size", size, SIZES), ("--arch", arch, ARCHITECTURES)):
+        if value not in choices:
+            raise UsageError(f"{option} {value!r} is not one of {', '.join(choices)}")
 
 
 def data_arguments(args: DataArguments) -> dict:
@@ -84,13 +121,14 @@ def main(argv: list[str] | None = None) -> dict:
 
 def train_teacher(args: TeacherArguments, training_args: TrainingArguments) -> dict:
     """Trains, evaluates and saves the teacher with its report; returns the report."""
+    check_choices(args.size, args.arch)  # before minutes of tokenizer training
     if not args.overwrite_output_dir:
         refuse_non_empty(training_args.output_dir, "--output_dir")
     set_seed(training_args.seed)
     texts = load_texts(args)  # the bundled corpus and its validation split unless --data says otherwise
     tokenizer = train_bpe(texts.train, args.vocab_size)
     data = prepare_data(texts, tokenizer, args.block_size, args.validation_fraction)
-    model = build_teacher(args.size, len(tokenizer), args.block_size, tokenizer.eos_token_id)
+    model = build_teacher(args.size, len(tokenizer), args.block_size, tokenizer.eos_token_id, args.arch)
     trainer = Trainer(model=model, args=training_args, train_dataset=data.train, eval_dataset=data.validation,
                       **trainer_evaluation(data.tokens_per_byte))
     # Full blocks: the plain mean is exact (see fiftynet.training.evaluation).
@@ -103,6 +141,7 @@ def train_teacher(args: TeacherArguments, training_args: TrainingArguments) -> d
     curve = {entry["step"]: entry["eval_perplexity"]
              for entry in trainer.state.log_history if "eval_perplexity" in entry}
     report = {
+        "arch": args.arch,
         "size": args.size,
         "parameters": model.num_parameters(),
         "training_tokens": trainer.state.global_step * train.sequences_per_step(training_args) * args.block_size,

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from transformers import AutoConfig
 
 from benchmarks import conversion as benchmark
 from fiftynet.conversion import teacher
@@ -69,7 +70,7 @@ def test_conversion_benchmark_reports_every_run_and_the_control(tmp_path, capsys
 def fake_teacher(folder: Path, **report) -> Path:
     """A teacher folder holding what the benchmark reads of it: its config and its report (no weights)."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"n_positions": 64}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
     (folder / "teacher_report.json").write_text(json.dumps({"parameters": 1_000, "training_tokens": 100_000,
                                                             **report}))
     return folder
@@ -223,16 +224,21 @@ def test_the_warnings_reach_report_json_report_md_and_stdout(tmp_path, conversio
     assert all(f"**Warning: {warning}**" in text for warning in report["warnings"] for text in (out, table))
 
 
-def test_the_teachers_report_records_its_data_and_each_evaluation_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_teachers_report_records_its_data_and_each_evaluation_once(tmp_path, monkeypatch, arch):
     monkeypatch.chdir(tmp_path)
     Path("train.txt").write_text(load_corpus("train")[:20_000])
     Path("valid.txt").write_text(load_corpus("validation")[:3_000])
-    report = teacher.main(["--size", "tiny", "--output_dir", "teacher", "--max_steps", "2", "--eval_steps", "1",
-                           "--vocab_size", "300", "--block_size", "32", "--per_device_train_batch_size", "2",
-                           "--data", "train.txt", "--validation_data", "valid.txt"])
+    report = teacher.main(["--arch", arch, "--size", "tiny", "--output_dir", "teacher", "--max_steps", "2",
+                           "--eval_steps", "1", "--vocab_size", "300", "--block_size", "32",
+                           "--per_device_train_batch_size", "2", "--data", "train.txt", "--validation_data", "valid.txt"])
     # Evaluated at steps 1 and 2, then once more at the end (step 2 again): each step is in the curve once.
     assert [entry["step"] for entry in report["validation_curve"]] == [1, 2]
     assert report["validation_curve"][-1]["perplexity"] == report["validation"]["eval_perplexity"]
     assert report["data_arguments"] == {**CORPUS_DATA, "data": [str(tmp_path.resolve() / "train.txt")],
                                         "validation_data": [str(tmp_path.resolve() / "valid.txt")]}
     assert json.loads(Path("teacher/teacher_report.json").read_text()) == report
+    config = AutoConfig.from_pretrained("teacher")
+    assert config.model_type == report["arch"] == arch
+    if arch == "llama":  # the Llama block: grouped-query attention 2:1, a tied head
+        assert config.num_key_value_heads * 2 == config.num_attention_heads and config.tie_word_embeddings
