@@ -156,6 +156,8 @@ def test_overwrite_output_dir_replaces_an_earlier_model(tmp_path, capsys):
         (["train", "--max_steps", "-5"], "--max_steps must be a positive number of steps, or -1 to train"),
         (["train", "--max_steps", "0"], "--max_steps must be a positive number of steps, or -1 to train"),
         (["train", "--max_steps", "-1", "--num_train_epochs", "0"], "--num_train_epochs must be a positive number"),
+        (["train", "--save_steps", "0"], "--save_steps must be a positive number of steps (below 1: a fraction"),
+        (["train", "--eval_steps", "0"], "--eval_steps must be a positive number of steps (below 1: a fraction"),
         (["lora", "--max_steps", "-5"], "--max_steps must be a positive number of steps"),
         (["convert", "--max_steps", "-5"], "--max_steps must be a positive number of steps"),
         (["train", "--resume_weights_only"], "--resume_weights_only restarts from a checkpoint: pass it with --resume"),
@@ -295,6 +297,25 @@ def test_a_model_folder_without_its_tokenizer_is_not_paired_with_the_byte_tokeni
     cli.main([command[0], "--model", str(model_dir), "--tokenizer", "byte", *command[1:]])
     FiftyNetForCausalLM(FiftyNetConfig(hidden_size=16, num_hidden_layers=1)).save_pretrained(tmp_path / "bytes")
     cli.main([command[0], "--model", str(tmp_path / "bytes"), *command[1:]])
+
+
+def test_a_tokenizer_is_not_trained_into_a_model_folder_or_a_running_commands(tmp_path, capsys, text_file):
+    """`fiftynet tokenizer train --output_dir MODEL` replaced a saved model's tokenizer without a word, and the model
+    could not be used any more."""
+    model_dir = save_tiny_model(tmp_path)
+    before = {path.name: path.read_bytes() for path in model_dir.iterdir()}
+    train_bpe = ["tokenizer", "train", "--text", str(text_file), "--vocab_size", "300", "--output_dir"]
+    assert f"--output_dir {model_dir} is not empty" in fails_with([*train_bpe, str(model_dir)], capsys)
+    assert {path.name: path.read_bytes() for path in model_dir.iterdir()} == before
+    holder = holding(tmp_path / "run")
+    try:
+        error = fails_with([*train_bpe, str(tmp_path / "run" / "bpe")], capsys)
+        assert f"is inside {(tmp_path / 'run').resolve()}, which another fiftynet command" in error
+    finally:
+        holder.kill()
+        holder.wait()
+    cli.main([*train_bpe, str(model_dir), "--overwrite_output_dir"])  # asked for: the files are replaced
+    assert (model_dir / "tokenizer.json").is_file()
 
 
 def test_a_tokenizer_without_its_vocabulary_is_named_in_one_line(tmp_path, capsys):

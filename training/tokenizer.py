@@ -22,7 +22,7 @@ from modeling_fiftynet import FiftyNetByteTokenizer
 
 from .corpus import load_corpus
 from .data import read_text_files
-from .errors import UsageError, positive_int
+from .errors import UsageError, claimed, positive_int, refuse_non_empty
 
 
 # The byte tokenizer's special tokens, so that either tokenizer works with the same model code and generation.
@@ -137,9 +137,12 @@ def train_command(args: argparse.Namespace) -> None:
     if args.vocab_size <= 259:
         raise UsageError(f"--vocab_size {args.vocab_size} leaves no room for merges: the 256 bytes and 3 special "
                          "tokens already take 259 ids")
-    texts = read_text_files(args.text) if args.text else [load_corpus("train")]
-    tokenizer = train_bpe(texts, args.vocab_size)
-    tokenizer.save_pretrained(args.output_dir)
+    with claimed(args.output_dir, "--output_dir"):
+        if not args.overwrite_output_dir:  # a model folder's own tokenizer, say
+            refuse_non_empty(args.output_dir, "--output_dir")
+        texts = read_text_files(args.text) if args.text else [load_corpus("train")]
+        tokenizer = train_bpe(texts, args.vocab_size)
+        tokenizer.save_pretrained(args.output_dir)
     print(f"trained a byte-level BPE with {len(tokenizer)} tokens; saved to {args.output_dir}")
 
 
@@ -152,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--vocab_size", "--vocab-size", type=positive_int, default=4096,
                        help="tokens of the vocabulary: the 256 bytes, 3 special tokens and the merges")
     train.add_argument("--output_dir", "--output-dir", type=Path, required=True, help="where the tokenizer is saved")
+    train.add_argument("--overwrite_output_dir", "--overwrite-output-dir", action="store_true",
+                       help="write the tokenizer's files into a non-empty --output_dir, replacing any of the same name")
     train.set_defaults(run=train_command)
     args = parser.parse_args(argv)
     args.run(args)

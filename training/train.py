@@ -111,6 +111,10 @@ class TrainerArguments(TrainingArguments):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max_steps must be a positive number of steps, or -1 to train --num_train_epochs "
                              f"epochs, got {self.max_steps}")
+        for name in ("save_steps", "eval_steps", "logging_steps"):  # 0 would save, evaluate or log every step
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be a positive number of steps (below 1: a fraction of the run), got "
+                                 f"{getattr(self, name)}")
         if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
             raise ValueError(f"--num_train_epochs must be a positive number, got {self.num_train_epochs}")
         super().__post_init__()
