@@ -273,10 +273,11 @@ class FiftyNetConfig(PreTrainedConfig):
     eos_token_id: int | list[int] | None = 258
 
     def __post_init__(self, **kwargs):
-        # transformers turns a dtype name into `getattr(torch, name)`, an AttributeError for a name torch lacks.
-        dtype = self.dtype if self.dtype is not None else kwargs.get("torch_dtype")
-        if isinstance(dtype, str) and not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype, e.g. 'float32' or 'bfloat16'")
+        # transformers turns a dtype name into `getattr(torch, name)`, an AttributeError for a name torch lacks; a
+        # `torch_dtype` (the old name) beside `dtype` would be ignored, so both are checked.
+        for name, dtype in (("dtype", self.dtype), ("torch_dtype", kwargs.get("torch_dtype"))):
+            if isinstance(dtype, str) and not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"{name}={dtype!r} is not a torch dtype, e.g. 'float32' or 'bfloat16'")
         if self.rope_parameters is None:  # before the base init, which standardizes it (and would default its theta)
             self.rope_parameters = {"rope_type": "default", "rope_theta": self.rotary_base}
         super().__post_init__(**kwargs)

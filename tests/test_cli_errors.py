@@ -247,6 +247,7 @@ CONFIG_VALUES = {
     "negative epsilon": ("rms_norm_eps", -1.0),
     "unknown activation": ("hidden_act", "bogus"),
     "unknown dtype": ("dtype", "bogus"),
+    "unknown torch_dtype beside dtype": ("torch_dtype", "float99"),  # the old name was ignored
     "unknown compression": ("compression", {"layers": {"model.layers.0.mlp.up_proj": {"method": "zip"}}}),
     "compression of a missing layer": ("compression", {"layers": {"model.layers.9.mlp": {"method": "int8"}}}),
     "a billion layers": ("num_hidden_layers", 10**9),  # its config alone took minutes to build
@@ -267,6 +268,7 @@ CONFIG_VALUES = {
         ("negative epsilon", "rms_norm_eps must be a positive finite number, got -1.0"),
         ("unknown activation", "hidden_act='bogus' is not an activation transformers knows"),
         ("unknown dtype", "dtype='bogus' is not a torch dtype"),
+        ("unknown torch_dtype beside dtype", "torch_dtype='float99' is not a torch dtype"),
         ("unknown compression", "layer 'model.layers.0.mlp.up_proj' has method 'zip', not one of dct, svd, int8"),
         ("compression of a missing layer", "names a layer 'model.layers.9.mlp' this model does not have"),
         ("a billion layers", "its config.json describes a model whose weights alone take"),
