@@ -1,5 +1,6 @@
-"""GPT-2 -> FiftyNet, weight for weight: the exact transplant, and the spectral initialization of the layers whose
-attention is replaced.
+"""Teacher -> FiftyNet, weight for weight: the exact transplant of every family in `TEACHER_FAMILIES` (GPT-2 here,
+the Llama-architecture families in `llama.py`), and the spectral initialization of the layers whose attention is
+replaced.
 
 FiftyNet expresses GPT-2's block with config options (LayerNorm with bias, learned absolute positions, a plain MLP
 with GPT-2's GELU, biased projections, a tied head), so a FiftyNet whose every mixer is `"attention"` computes what
