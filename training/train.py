@@ -1,7 +1,7 @@
 """`fiftynet train`: train or fine-tune FiftyNet with `transformers.Trainer`.
 
 Every TrainingArguments flag works as in any transformers script (`--bf16`, `--gradient_accumulation_steps`,
-`--activation_checkpointing`, `--lr_scheduler_type`, `--save_steps`, `--eval_steps`, ...); the defaults below suit
+`--lr_scheduler_type`, `--save_steps`, `--eval_steps`, activation checkpointing, ...); the defaults below suit
 training from scratch. Several GPUs or nodes: `accelerate launch -m fiftynet.training.train ...` (see docs/training.md).
 
 OUTPUT_DIR gets checkpoints (`checkpoint-N`, for `--resume`), TensorBoard logs (`runs/`), `metrics.json`,
