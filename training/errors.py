@@ -59,9 +59,10 @@ def claimed(folder: str | Path, option: str, is_writer: bool = True) -> Iterator
         pass
     try:
         # A command in a folder inside another's (its model/, say), or around it, would write into that run too.
-        nested = [*folder.resolve().parents, *(Path(root) for root, _, _ in os.walk(folder) if Path(root) != folder)]
+        parents = folder.resolve().parents
+        nested = [*parents, *(Path(root) for root, _, _ in os.walk(folder) if Path(root) != folder)]
         if user := next((other for other in nested if _in_use(other)), None):
-            where = "is inside" if user in folder.resolve().parents else "holds"
+            where = "is inside" if user in parents else "holds"
             raise UsageError(f"{option} {folder} {where} {user}, which another fiftynet command that is still "
                              f"running uses: wait for it to end, or choose another {option}")
         yield folder
