@@ -21,7 +21,9 @@ Writes OUTPUT_DIR/report.json (OUTPUT_DIR: ./conversion-benchmark unless `--outp
 report there is replaced only with `--overwrite`) with `warnings` (what makes the comparison meaningless, see
 `report_warnings`), `teacher_perplexity`, `floor_ratio` (the teacher without token mixing, i.e. the control before
 training, over the teacher), `all_spectral_ratio`, `hybrid_ratio`, `control_ratio` (final perplexities over the
-teacher's), `budget_fraction` (distillation tokens over the teacher's), the teacher's report and every run's stages;
+teacher's), `all_spectral_greedy_agreement`, `hybrid_greedy_agreement`, `control_greedy_agreement` (the share of
+the teacher's 32-token greedy continuations of held-out prompts each final student generates too), `budget_fraction`
+(distillation tokens over the teacher's), the teacher's report and every run's stages;
 and OUTPUT_DIR/report.md, its warnings and tables, also printed. The conversions themselves go to OUTPUT_DIR/runs.
 """
 
@@ -103,11 +105,13 @@ def markdown(report: dict) -> str:
         f"Teacher: {report['teacher']['parameters']:,} parameters, {report['teacher']['training_tokens']:,} training "
         f"tokens in {report['teacher'].get('training_wall_seconds', 0) / 60:.0f} min; validation perplexity "
         f"{teacher_perplexity:.2f}; without token mixing {report['floor_ratio']:.3f}x. Budget: "
-        f"{report['budget_tokens']:,} tokens ({report['budget_fraction']:.1%} of the teacher's).",
+        f"{report['budget_tokens']:,} tokens ({report['budget_fraction']:.1%} of the teacher's). Greedy agreement "
+        f"with the teacher: all spectral {report['all_spectral_greedy_agreement']:.3f}, hybrid "
+        f"{report['hybrid_greedy_agreement']:.3f}, control {report['control_greedy_agreement']:.3f}.",
         "",
         "| run | stage | perplexity | x teacher |" + (" --eval-text perplexity | x teacher |" if text else "")
-        + " tokens | seconds |",
-        "|---" * (6 + 2 * text) + "|",
+        + " greedy agreement | tokens | seconds |",
+        "|---" * (7 + 2 * text) + "|",
     ]
     text_teacher = report["runs"]["control"]["stages"][0].get("eval_text_perplexity")
     for name, run in report["runs"].items():
@@ -116,7 +120,8 @@ def markdown(report: dict) -> str:
             cells = [name, entry["stage"], f"{perplexity:.2f}", f"{perplexity / teacher_perplexity:.3f}"]
             if text:
                 cells += [f"{entry['eval_text_perplexity']:.1f}", f"{entry['eval_text_perplexity'] / text_teacher:.3f}"]
-            cells += [f"{entry.get('tokens', 0):,}", f"{entry.get('wall_seconds', 0):.0f}"]
+            cells += [f"{entry['greedy_agreement']:.3f}", f"{entry.get('tokens', 0):,}",
+                      f"{entry.get('wall_seconds', 0):.0f}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -131,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher-steps", type=int, help="(default: the teacher script's)")
     parser.add_argument("--budget", type=float, default=0.05, help="distillation tokens / teacher training tokens")
     parser.add_argument("--layerwise-share", type=float, default=0.5, help="share of the budget for stage 3")
+    parser.add_argument("--learning-rate", type=float, help="of the end-to-end stage (default: fiftynet convert's)")
+    parser.add_argument("--layerwise-learning-rate", type=float,
+                        help="of the layer-wise stage (default: fiftynet convert's)")
     parser.add_argument("--keep", type=int, help="attention layers the hybrid keeps (default: a quarter, at least 1)")
     parser.add_argument("--mixers", nargs="+", default=["spectral_conv"], choices=SPECTRAL_MIXERS)
     parser.add_argument("--filter-fits", nargs="+", default=["outputs"], choices=FILTER_FITS)
@@ -185,6 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
             "--calibration_blocks", str(args.calibration_blocks), "--layerwise_steps", str(layerwise),
             "--max_steps", str(end_to_end), "--per_device_train_batch_size", str(args.batch_size),
             "--save_strategy", "no", "--report_to", "none", *(["--bf16"] if args.bf16 else []),
+            *(["--learning_rate", str(args.learning_rate)] if args.learning_rate else []),
+            *(["--layerwise_learning_rate", str(args.layerwise_learning_rate)] if args.layerwise_learning_rate else []),
             *data, *(["--eval_text", *args.eval_text] if args.eval_text else []), *options,
         ])
 
@@ -213,12 +223,17 @@ def main(argv: list[str] | None = None) -> dict:
         "all_spectral_ratio": final_perplexity(runs[best]) / teacher_perplexity,
         "hybrid_ratio": final_perplexity(runs["hybrid (keep_attention auto)"]) / teacher_perplexity,
         "control_ratio": final_perplexity(runs["control"]) / teacher_perplexity,
+        "all_spectral_greedy_agreement": runs[best]["stages"][-1]["greedy_agreement"],
+        "hybrid_greedy_agreement": runs["hybrid (keep_attention auto)"]["stages"][-1]["greedy_agreement"],
+        "control_greedy_agreement": runs["control"]["stages"][-1]["greedy_agreement"],
         "budget_fraction": spent / teacher_report["training_tokens"],
         "budget_tokens": spent,
         "best_all_spectral": best,
         "hybrid_kept_layers": [index for index, mixer in enumerate(runs["hybrid (keep_attention auto)"]["mixer_types"])
                                if mixer == "attention"],
         "layerwise_steps": layerwise_steps,
+        "layerwise_learning_rate": runs[best]["arguments"]["layerwise_learning_rate"],
+        "learning_rate": args.learning_rate or convert.TRAINING_DEFAULTS["learning_rate"],
         "end_to_end_steps": end_to_end_steps,
         "batch_size": args.batch_size,
         "block_size": block_size,

@@ -5,8 +5,8 @@ back (the families: `transplant.TEACHER_FAMILIES`).
     fiftynet convert --teacher gpt2 --out gpt2-spectral --keep_attention 5 11 --max_steps 2000 --bf16
     fiftynet convert --teacher gpt2 --out gpt2-hybrid --keep_attention auto --auto_keep 2
 
-Stages (the perplexity on the validation text, and on any --eval_text, is measured after each; see
-docs/conversion.md):
+Stages (after each: the perplexity on the validation text and on any --eval_text, and `greedy_agreement`, the share of
+the teacher's greedy continuations of held-out prompts that the model generates too; see docs/conversion.md):
 1. exact transplant: every weight of the teacher is copied into a FiftyNet expressing its block;
 2. spectral initialization: each replaced layer's mixer starts from the teacher's value and output projections and
    per-channel causal filters fitted by least squares to what each attention head outputs on calibration text;
@@ -30,8 +30,10 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     Trainer,
     TrainingArguments,
@@ -41,9 +43,17 @@ from transformers import (
 from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
 from fiftynet.training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
 from fiftynet.training.errors import UsageError, claimed, refuse_non_empty
-from fiftynet.training.evaluation import collate_blocks, evaluate_blocks, evaluate_text
+from fiftynet.training.evaluation import (
+    collate_blocks,
+    evaluate_blocks,
+    evaluate_text,
+    greedy_agreement,
+    greedy_continuations,
+    greedy_prompts,
+)
 from fiftynet.training import train
 from fiftynet.training.lora import LoraArguments, add_lora
+from fiftynet.training.presets import device_memory
 from fiftynet.training.tokenizer import from_pretrained
 from modeling_fiftynet import FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
@@ -53,6 +63,9 @@ from .distill import DistillationTrainer, LayerwiseDistillation
 from .transplant import FILTER_FITS, SPECTRAL_MIXERS, TEACHER_FAMILIES, spectral_init, transplant
 
 
+TEACHER_DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass(kw_only=True)  # keyword-only, so that required fields may follow DataArguments' defaults
 class ConvertArguments(DataArguments):
     _argument_group_name = "fiftynet convert: data, teacher, stages, output"
@@ -60,6 +73,10 @@ class ConvertArguments(DataArguments):
     teacher: str = field(metadata={"help": "a causal LM folder or Hub id of a family the conversion takes: GPT-2, "
                                            "Llama (SmolLM2, TinyLlama), Qwen2/2.5, Qwen3, Mistral"})
     out: str = field(metadata={"help": "output folder"})
+    teacher_dtype: str = field(
+        default="float32", metadata={"help": f"the frozen teacher's weights: {', '.join(TEACHER_DTYPES)} (bfloat16 "
+                                             "halves its memory; the student trains in float32 either way)"}
+    )
     mixer: str = field(default="spectral_conv", metadata={"help": f"the new mixer: {', '.join(SPECTRAL_MIXERS)}"})
     keep_attention: list[str] = field(
         default_factory=list,
@@ -111,6 +128,8 @@ class ConvertArguments(DataArguments):
         super().__post_init__()
         if self.resume and self.overwrite_output_dir:
             raise ValueError("--resume continues the run in --out and --overwrite_output_dir replaces it: pass one")
+        if self.teacher_dtype not in TEACHER_DTYPES:
+            raise ValueError(f"--teacher_dtype {self.teacher_dtype!r} is not one of {', '.join(TEACHER_DTYPES)}")
         if self.mixer not in SPECTRAL_MIXERS:
             raise ValueError(f"--mixer {self.mixer!r} is not one of {SPECTRAL_MIXERS}")
         if self.control and self.layerwise_steps > 0:
@@ -148,12 +167,55 @@ def parse_arguments(argv: list[str] | None) -> tuple[ConvertArguments, TrainingA
     return args, replace(training_args, output_dir=checkpoints)
 
 
-def load_teacher(name_or_path: str) -> PreTrainedModel:
-    teacher = from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "teacher", dtype=torch.float32)
-    if teacher.config.model_type not in TEACHER_FAMILIES:
-        raise UsageError(f"--teacher {name_or_path} is a {type(teacher).__name__} ({teacher.config.model_type}); the "
-                         f"conversion takes {', '.join(TEACHER_FAMILIES)}")
-    return teacher.eval()
+def teacher_config(name_or_path: str) -> PretrainedConfig:
+    """The teacher's config, read before its weights; a family the conversion does not take is refused by name."""
+    config = from_pretrained(AutoConfig.from_pretrained, name_or_path, "teacher")
+    if config.model_type not in TEACHER_FAMILIES:
+        raise UsageError(f"--teacher {name_or_path} is a {' or '.join(config.architectures or ['model'])} "
+                         f"({config.model_type}); the conversion takes {', '.join(TEACHER_FAMILIES)}")
+    return config
+
+
+def load_teacher(name_or_path: str, dtype: str = "float32") -> PreTrainedModel:
+    """The teacher's weights in `dtype`, for inference only (its `teacher_config` checked first)."""
+    return from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "teacher",
+                           dtype=getattr(torch, dtype)).eval()
+
+
+def memory_estimate(config: PretrainedConfig, args: ConvertArguments, training_args: TrainingArguments,
+                    block_size: int) -> dict[str, float]:
+    """Bytes per process of the end-to-end stage, the largest, by part, counted on the teacher's config before any
+    weight is loaded (the student has about the teacher's parameters): the frozen teacher in `--teacher_dtype`; the
+    student's float32 weights with their gradients and AdamW's two moments (weights only with `--lora`, a lower
+    bound); its activations (`train.activation_bytes`, a lower bound); the logits of the student, their gradient and
+    the teacher's, in float32, which a vocabulary of 100k tokens or more makes the largest part."""
+    with torch.device("meta"):
+        parameters = AutoModelForCausalLM.from_config(config).num_parameters()
+    tokens = training_args.per_device_train_batch_size * block_size
+    return {
+        f"teacher ({args.teacher_dtype})": parameters * getattr(torch, args.teacher_dtype).itemsize,
+        "student" + (" (float32)" if args.lora else " (float32, with gradients and AdamW states)"):
+            parameters * (4 if args.lora else 16),
+        "activations": train.activation_bytes(config.hidden_size, config.num_hidden_layers, block_size, training_args),
+        "logits": tokens * config.vocab_size * 4 * 3,
+    }
+
+
+def check_memory(config: PretrainedConfig, args: ConvertArguments, training_args: TrainingArguments,
+                 block_size: int) -> None:
+    """Prints `memory_estimate` and refuses, before the teacher is loaded, a conversion it says cannot fit."""
+    parts = memory_estimate(config, args, training_args, block_size)
+    needed, available = sum(parts.values()), device_memory(training_args.device)
+    described = ", ".join(f"{name} {size / 2**30:.1f} GiB" for name, size in parts.items())
+    of_device = f" of the {available / 2**30:.0f} GiB of {training_args.device}" if available else ""
+    if training_args.should_log:
+        print(f"[convert] memory per process, estimated: {needed / 2**30:.1f} GiB{of_device} ({described})",
+              file=sys.stderr)
+    if available is not None and needed > available:
+        raise UsageError(f"the conversion needs about {needed / 2**30:.0f} GiB per process ({described}), more than "
+                         f"the {available / 2**30:.0f} GiB of {training_args.device}: lower "
+                         f"--per_device_train_batch_size or --block_size, add {train.CHECKPOINTING_FLAG}, or pass "
+                         "--teacher_dtype bfloat16")
 
 
 def kept_layers(args: ConvertArguments, num_layers: int) -> list[int] | None:
@@ -244,6 +306,7 @@ class ConversionReport:
             "perplexity_vs_teacher": perplexity / teacher_perplexity,
             "bits_per_byte": metrics["eval_bits_per_byte"],
             "accuracy": metrics["eval_accuracy"],
+            "greedy_agreement": metrics["greedy_agreement"],
             **({"eval_text_perplexity": metrics["eval_text"]["eval_perplexity"],
                 "eval_text_bits_per_byte": metrics["eval_text"]["eval_bits_per_byte"]}
                if "eval_text" in metrics else {}),
@@ -253,15 +316,18 @@ class ConversionReport:
             return
         self.path.write_text(json.dumps(self.data, indent=2))
         print(f"[convert] {stage}: perplexity {metrics['eval_perplexity']:.3f}, "
-              f"bits/byte {metrics['eval_bits_per_byte']:.4f}", file=sys.stderr)
+              f"bits/byte {metrics['eval_bits_per_byte']:.4f}, greedy agreement {metrics['greedy_agreement']:.3f}",
+              file=sys.stderr)
 
     def table(self) -> str:
         text = any("eval_text_perplexity" in e for e in self.data["stages"])  # a --resume may add or drop it
         rows = [f"| {e['stage']} | {e['perplexity']:.3f} | {e['bits_per_byte']:.4f} | "
                 + (f"{e['eval_text_perplexity']:.3f} | " if "eval_text_perplexity" in e else "- | " if text else "")
+                + (f"{e['greedy_agreement']:.3f} | " if "greedy_agreement" in e else "- | ")
                 + f"{e.get('tokens', 0):,} | {e.get('wall_seconds', 0):.0f} |" for e in self.data["stages"]]
         header = "| stage | perplexity | bits per byte | " + ("--eval_text perplexity | " if text else "")
-        return "\n".join([header + "training tokens | seconds |", "|---" * (5 + text) + "|", *rows])
+        return "\n".join([header + "greedy agreement | training tokens | seconds |", "|---" * (6 + text) + "|",
+                          *rows])
 
 
 def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int],
@@ -338,22 +404,29 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     elif not args.resume:
         refuse_non_empty(out, "--out", "continue its conversion with --resume, ")
     out.mkdir(parents=True, exist_ok=True)
-    teacher = load_teacher(args.teacher).to(training_args.device)
-    tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args.teacher, "the teacher's tokenizer")
-    num_layers = teacher.config.num_hidden_layers
+    config = teacher_config(args.teacher)
+    num_layers = config.num_hidden_layers
     kept = kept_layers(args, num_layers)
-    context = teacher.config.max_position_embeddings  # n_positions for GPT-2
+    context = config.max_position_embeddings  # n_positions for GPT-2
     block_size = args.block_size or min(1024, context)
     if block_size > context:
         raise UsageError(f"--block_size {block_size} exceeds the teacher's context of {context} tokens "
                          "(max_position_embeddings)")
+    check_memory(config, args, training_args, block_size)
+    teacher = load_teacher(args.teacher, args.teacher_dtype).to(training_args.device)
+    tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args.teacher, "the teacher's tokenizer")
     texts = load_texts(args)
     data = prepare_data(texts, tokenizer, block_size, args.validation_fraction)
     eval_documents = read_text_files(args.eval_text) if args.eval_text else None
     batch_size = training_args.per_device_eval_batch_size
 
+    prompts, new_tokens = greedy_prompts(data.validation)
+    reference = greedy_continuations(teacher, prompts, new_tokens, batch_size)
+
     def evaluate(model: PreTrainedModel) -> dict:
         metrics = evaluate_blocks(model, data.validation, data.tokens_per_byte, batch_size)
+        metrics["greedy_agreement"] = greedy_agreement(
+            greedy_continuations(model, prompts, new_tokens, batch_size), reference)
         if eval_documents:
             metrics["eval_text"] = evaluate_text(model, eval_documents, tokenizer, block_size, batch_size)
         return metrics

@@ -51,7 +51,7 @@ class LayerwiseDistillation(nn.Module):
         losses = []
         for layer in self.layers:
             inputs, target = caught[layer]
-            output = self.student.model.layers[layer].mixer(inputs).float()
+            output = self.student.model.layers[layer].mixer(inputs.float()).float()  # a bfloat16 teacher's too
             target = target.float()
             losses.append(F.mse_loss(output, target) / target.pow(2).mean().clamp_min(1e-12))
         return {"loss": torch.stack(losses).mean()}

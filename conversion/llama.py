@@ -64,9 +64,10 @@ def student_config(teacher: PreTrainedModel, mixer_types: list[str], **overrides
         hidden_act=config.hidden_act,
         norm_type="rms_norm",
         rms_norm_eps=config.rms_norm_eps,
-        position_encoding="rope",
-        rotary_base=rope_parameters["rope_theta"],
-        rope_parameters=rope_parameters,
+        # Rotary positions belong to the attention layers; a student without any has none (a spectral mixer's
+        # causal filters see relative positions by construction).
+        **(dict(position_encoding="rope", rotary_base=rope_parameters["rope_theta"], rope_parameters=rope_parameters)
+           if "attention" in mixer_types else dict(position_encoding="none")),
         tie_word_embeddings=config.tie_word_embeddings,
         **special_ids_in_vocabulary(config),
         **overrides,

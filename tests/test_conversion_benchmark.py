@@ -53,6 +53,9 @@ def test_conversion_benchmark_reports_every_run_and_the_control(tmp_path, capsys
     importance = hybrid["layer_importance"]
     assert report["hybrid_kept_layers"] == [max(range(4), key=importance.__getitem__)]  # a quarter of 4 layers
     assert report["hybrid_ratio"] == hybrid["stages"][-1]["perplexity"] / teacher_perplexity
+    for kind, run in (("all_spectral", runs[report["best_all_spectral"]]), ("hybrid", hybrid), ("control", control)):
+        assert report[f"{kind}_greedy_agreement"] == run["stages"][-1]["greedy_agreement"]
+    assert all(run["stages"][0]["greedy_agreement"] == 1.0 for run in runs.values())
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
     table = (tmp_path / "out" / "report.md").read_text()
     assert "| control | end_to_end |" in table and "| hybrid (keep_attention auto) | layerwise |" in table
@@ -93,10 +96,14 @@ def conversions(monkeypatch) -> SimpleNamespace:
         kind = "control" if "--control" in argv else "hybrid" if "--keep_attention" in argv else "all"
         stages = [("teacher", 10.0), ("spectral_init", recorded.floor if kind == "control" else 15.0),
                   *([] if kind == "control" else [("layerwise", 12.0)]), ("end_to_end", recorded.final[kind])]
-        return {"stages": [{"stage": stage, "perplexity": perplexity} for stage, perplexity in stages],
+        agreement = {"teacher": 1.0, "all": 0.5, "hybrid": 0.75, "control": 0.25}
+        return {"stages": [{"stage": stage, "perplexity": perplexity,
+                            "greedy_agreement": agreement["teacher" if stage == "teacher" else kind]}
+                           for stage, perplexity in stages],
                 "mixer_types": ["attention" if kind == "hybrid" and layer == 0 else "spectral_conv"
                                 for layer in range(4)],
-                "arguments": {"mixer": options["--mixer"], "filter_fit": options["--filter_fit"]}}
+                "arguments": {"mixer": options["--mixer"], "filter_fit": options["--filter_fit"],
+                              "layerwise_learning_rate": float(options.get("--layerwise_learning_rate", 1e-3))}}
 
     monkeypatch.setattr(benchmark.convert, "main", convert)
     return recorded
@@ -181,10 +188,12 @@ def healthy_report() -> dict:
     def run(*perplexities: float, control: bool = False) -> dict:
         names = ["teacher", "spectral_init", "end_to_end"] if control else ["teacher", "spectral_init", "layerwise",
                                                                            "end_to_end"]
-        return {"stages": [{"stage": name, "perplexity": value} for name, value in zip(names, perplexities)]}
+        return {"stages": [{"stage": name, "perplexity": value, "greedy_agreement": 10.0 / value}
+                           for name, value in zip(names, perplexities)]}
 
     return {"teacher_perplexity": 10.0, "floor_ratio": 3.0, "all_spectral_ratio": 1.1, "hybrid_ratio": 1.05,
-            "control_ratio": 2.0, "budget_fraction": 0.05, "budget_tokens": 5_000,
+            "control_ratio": 2.0, "all_spectral_greedy_agreement": 10 / 11, "hybrid_greedy_agreement": 10 / 10.5,
+            "control_greedy_agreement": 0.5, "budget_fraction": 0.05, "budget_tokens": 5_000,
             "best_all_spectral": "all_spectral (spectral_conv, fit outputs)",
             "teacher": {"parameters": 1_000, "training_tokens": 100_000},
             "runs": {"all_spectral (spectral_conv, fit outputs)": run(10.0, 15.0, 12.0, 11.0),
@@ -201,8 +210,8 @@ def test_a_healthy_report_has_no_warnings():
 def test_a_teacher_that_barely_mixes_tokens_and_students_that_get_worse_are_warned_about():
     report = healthy_report()
     report["floor_ratio"], report["control_ratio"] = 1.02, 1.01  # the control ends better than all spectral's 1.1
-    report["runs"]["control"]["stages"][1:] = [{"stage": "spectral_init", "perplexity": 10.2},
-                                               {"stage": "end_to_end", "perplexity": 10.1}]
+    report["runs"]["control"]["stages"][1:] = [{"stage": "spectral_init", "perplexity": 10.2, "greedy_agreement": 0.9},
+                                               {"stage": "end_to_end", "perplexity": 10.1, "greedy_agreement": 0.9}]
     report["runs"]["hybrid (keep_attention auto)"]["stages"][-1]["perplexity"] = 12.5  # worse than its init, 12.0
     warnings = benchmark.report_warnings(report)
     assert len(warnings) == 3
@@ -242,3 +251,16 @@ def test_the_teachers_report_records_its_data_and_each_evaluation_once(tmp_path,
     assert config.model_type == report["arch"] == arch
     if arch == "llama":  # the Llama block: grouped-query attention 2:1, a tied head
         assert config.num_key_value_heads * 2 == config.num_attention_heads and config.tie_word_embeddings
+
+
+def test_learning_rates_reach_every_conversion_and_the_report(tmp_path, conversions):
+    teacher_dir = fake_teacher(tmp_path / "teacher", data_arguments=CORPUS_DATA)
+    report = benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "out"),
+                             "--learning-rate", "0.002", "--layerwise-learning-rate", "0.004"])
+    for call in conversions.calls:
+        options = dict(zip(call, call[1:]))
+        assert (options["--learning_rate"], options["--layerwise_learning_rate"]) == ("0.002", "0.004")
+    assert (report["learning_rate"], report["layerwise_learning_rate"]) == (0.002, 0.004)
+    report = benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "again")])
+    assert "--learning_rate" not in conversions.calls[-1]
+    assert (report["learning_rate"], report["layerwise_learning_rate"]) == (5e-4, 1e-3)  # fiftynet convert's

@@ -235,6 +235,17 @@ def test_convert_end_to_end_writes_a_loadable_model_and_the_stage_report(teacher
     assert report["stages"][2]["tokens"] == 3 * 2 * 64 and report["stages"][3]["tokens"] == 2 * 2 * 64
     final, teacher = report["stages"][-1], report["stages"][0]
     assert final["perplexity_vs_teacher"] == final["perplexity"] / teacher["perplexity"]
+    # greedy_agreement: the saved student's 32-token greedy continuations of the first halves of the first 32
+    # validation blocks, against the teacher's, recomputed here with generate() itself.
+    tokenizer = AutoTokenizer.from_pretrained(teacher_folder)
+    ids = tokenizer(validation_file.read_text(), add_special_tokens=False)["input_ids"]
+    prompts = torch.tensor(ids[: 32 * 64]).view(32, 64)[:, :32]
+    greedy = dict(attention_mask=torch.ones_like(prompts), max_new_tokens=32, do_sample=False)
+    continuations = [AutoModelForCausalLM.from_pretrained(folder).eval().generate(prompts, **greedy)[:, 32:]
+                     for folder in (teacher_folder, out / "model")]
+    assert teacher["greedy_agreement"] == 1.0
+    assert final["greedy_agreement"] == pytest.approx((continuations[0] == continuations[1]).float().mean().item())
+    assert 0 < final["greedy_agreement"] < 1
 
     model = AutoModelForCausalLM.from_pretrained(out / "model", trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(out / "model")

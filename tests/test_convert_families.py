@@ -4,17 +4,21 @@ cache, left-padded batches, tied and untied heads, grouped-query attention, head
 scaling; for tiny random configs and for published configs written out by hand (fewer layers, no download)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config
 from transformers.models.llama.modeling_llama import repeat_kv
 
+from fiftynet.conversion import convert
 from fiftynet.conversion.distill import LayerwiseDistillation
 from fiftynet.conversion.transplant import TEACHER_FAMILIES, spectral_init, transplant
-from fiftynet.training import cli, evaluation
+from fiftynet.training import cli, evaluation, tokenizer, train
 from fiftynet.training.corpus import load_corpus
 from fiftynet.training.tokenizer import train_bpe
+from test_cli_errors import fails_with
 from test_convert import STEPS, layerwise_losses, mixer_error
 
 
@@ -69,6 +73,21 @@ def test_every_family_is_reproduced_with_every_layer_kept(name):
     assert_same_model(teacher, student, TINY["vocab_size"])
     attention = student.model.layers[0].mixer
     assert attention.k_proj.out_features == teacher.config.num_key_value_heads * attention.head_dim
+
+
+@pytest.mark.parametrize("name", TINY_TEACHERS)
+def test_an_all_spectral_student_of_every_family_has_no_rotary_positions(name):
+    """Rotary positions belong to attention: a student with none left has none (FiftyNet refuses rope without an
+    attention layer); every weight outside the mixers is the teacher's either way."""
+    config_class, settings = TINY_TEACHERS[name]
+    teacher = teacher_from(config_class, **{**TINY, **settings})
+    hybrid = transplant(teacher, ["spectral_conv", "attention"])
+    student = transplant(teacher, ["spectral_conv", "spectral_conv"]).eval()
+    assert (hybrid.config.position_encoding, student.config.position_encoding) == ("rope", "none")
+    hybrid_weights = hybrid.state_dict()
+    assert all(torch.equal(weight, hybrid_weights[key]) for key, weight in student.state_dict().items()
+               if ".mixer." not in key)
+    assert student(torch.randint(3, 300, (1, 8))).logits.isfinite().all()
 
 
 def test_the_key_value_cache_keeps_the_teachers_heads():
@@ -174,16 +193,21 @@ def test_a_spectral_mixer_cannot_replace_heads_wider_than_the_residual_stream():
         spectral_init(student, teacher, torch.randint(3, 300, (1, 16)), [0])
 
 
-def test_convert_takes_a_grouped_query_llama_end_to_end(tmp_path, capsys):
-    teacher_dir, out = tmp_path / "teacher", tmp_path / "converted"
+def llama_teacher(folder: Path) -> tuple[Path, Path]:
+    """A tiny grouped-query Llama and its BPE saved in `folder`, and a validation text beside it."""
     tokenizer = train_bpe([load_corpus("train")[:100_000]], vocab_size=300)
     teacher = teacher_from(LlamaConfig, **{**TINY, "num_hidden_layers": 3, "initializer_range": 0.02,
                                            "vocab_size": len(tokenizer), "bos_token_id": tokenizer.eos_token_id,
                                            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": None})
-    teacher.save_pretrained(teacher_dir)
-    tokenizer.save_pretrained(teacher_dir)
-    validation = tmp_path / "validation.txt"
+    teacher.save_pretrained(folder / "teacher")
+    tokenizer.save_pretrained(folder / "teacher")
+    validation = folder / "validation.txt"
     validation.write_text(load_corpus("validation")[:10_000])
+    return folder / "teacher", validation
+
+
+def test_convert_takes_a_grouped_query_llama_end_to_end(tmp_path, capsys):
+    (teacher_dir, validation), out = llama_teacher(tmp_path), tmp_path / "converted"
     cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--keep_attention", "auto",
               "--auto_keep", "1", *STEPS, str(validation), "--data", str(validation)])
     report = json.loads((out / "report.json").read_text())
@@ -194,3 +218,50 @@ def test_convert_takes_a_grouped_query_llama_end_to_end(tmp_path, capsys):
     metrics = evaluation.main(["--model", str(out / "model"), "--text", str(validation), "--block_size", "64"])
     assert metrics["eval_perplexity"] == pytest.approx(report["stages"][-1]["perplexity"], rel=1e-4)
     assert "Converted from " in (out / "model" / "README.md").read_text()
+
+
+def test_a_bfloat16_teacher_distils_a_float32_student(tmp_path, capsys):
+    (teacher_dir, validation), out = llama_teacher(tmp_path), tmp_path / "converted"
+    parameters = AutoModelForCausalLM.from_pretrained(teacher_dir).num_parameters()
+    cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--keep_attention", "1",
+              "--teacher_dtype", "bfloat16", *STEPS, str(validation), "--data", str(validation)])
+    said = capsys.readouterr().err
+    assert f"teacher (bfloat16) {parameters * 2 / 2**30:.1f} GiB" in said
+    report = json.loads((out / "report.json").read_text())
+    assert [entry["stage"] for entry in report["stages"]] == ["teacher", "spectral_init", "layerwise", "end_to_end"]
+    assert report["arguments"]["teacher_dtype"] == "bfloat16"
+    with safe_open(out / "model" / "model.safetensors", "pt") as weights:
+        assert {weights.get_slice(name).get_dtype() for name in weights.keys()} == {"F32"}
+
+
+def test_a_conversion_that_cannot_fit_is_refused_before_the_teacher_is_loaded(tmp_path, capsys, monkeypatch):
+    teacher_dir = tmp_path / "teacher"  # a config without weights: nothing is loaded before the refusal
+    LlamaConfig(**{**TINY, "vocab_size": 128_000}).save_pretrained(teacher_dir)
+    config = LlamaConfig.from_pretrained(teacher_dir)
+    parameters = AutoModelForCausalLM.from_config(config).num_parameters()
+    args, training_args = convert.parse_arguments(["--teacher", str(teacher_dir), "--out", str(tmp_path / "out"),
+                                                   "--per_device_train_batch_size", "4"])
+    parts = convert.memory_estimate(config, args, training_args, block_size=256)
+    assert list(parts.values()) == [parameters * 4, parameters * 16,
+                                    train.activation_bytes(64, 2, 256, training_args), 4 * 256 * 128_000 * 12]
+    monkeypatch.setattr(convert, "device_memory", lambda device: sum(parts.values()) - 1)
+    error = fails_with(["convert", "--teacher", str(teacher_dir), "--out", str(tmp_path / "out"), "--block_size",
+                        "256", "--per_device_train_batch_size", "4"], capsys)
+    assert error.startswith(f"fiftynet convert: error: the conversion needs about {sum(parts.values()) / 2**30:.0f} "
+                            f"GiB per process (teacher (float32) {parameters * 4 / 2**30:.1f} GiB, student (float32, with gradients")
+    assert "logits 1.5 GiB), more than the 2 GiB of cpu: lower --per_device_train_batch_size" in error
+    monkeypatch.setattr(convert, "device_memory", lambda device: sum(parts.values()))
+    assert "cannot load teacher" in fails_with(["convert", "--teacher", str(teacher_dir), "--out",
+                                                str(tmp_path / "out2"), "--block_size", "256",
+                                                "--per_device_train_batch_size", "4"], capsys)
+
+
+def test_a_hub_teacher_that_cannot_be_reached_fails_in_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    def unreachable(name, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(tokenizer, "model_info", unreachable)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache
+    error = fails_with(["convert", "--teacher", "HuggingFaceTB/SmolLM2-135M", "--out", str(tmp_path / "out")],
+                       capsys)
+    assert error.startswith("fiftynet convert: error: cannot load teacher HuggingFaceTB/SmolLM2-135M: ")

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from fiftynet.training import cli, evaluation
@@ -80,3 +81,40 @@ def test_eval_refuses_a_text_with_nothing_to_predict(tmp_path, capsys):
     text.write_text("A")
     error = fails_with(["eval", "--model", str(tmp_path / "model"), "--text", str(text)], capsys)
     assert "the evaluation text has 1 token(s); at least 2 are needed to predict one" in error
+
+
+def test_greedy_agreement_compares_greedy_continuations_position_by_position():
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=64, bos_token_id=7,
+                        eos_token_id=7, initializer_range=0.5)
+    reference, other = GPT2LMHeadModel(config).eval(), GPT2LMHeadModel(config).eval()
+    blocks = Dataset.from_dict({"input_ids": torch.randint(8, 50, (40, 20)).tolist()}).with_format("torch")
+    prompts, new_tokens = evaluation.greedy_prompts(blocks)
+    # The first half of the first 32 blocks, continued by the other half (10 tokens, fewer than 32).
+    assert prompts.shape == (32, 10) and new_tokens == 10 and torch.equal(prompts, blocks[:32]["input_ids"][:, :10])
+
+    expected = reference.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=10,
+                                  do_sample=False, pad_token_id=7)[:, 10:]
+    # The model's own generation defaults are not used: sampling at a high temperature would change every token.
+    reference.generation_config.update(do_sample=True, temperature=5.0)
+    continuations = evaluation.greedy_continuations(reference, prompts, new_tokens, batch_size=5)
+    assert torch.equal(continuations, expected) and continuations.shape == (32, 10)
+    assert evaluation.greedy_agreement(continuations, expected) == 1.0
+
+    agreement = evaluation.greedy_agreement(evaluation.greedy_continuations(other, prompts, 10, 32), expected)
+    assert 0 <= agreement < 0.5  # another random model
+    changed = expected.clone()
+    changed[:4, 3] += 1  # 4 tokens of 320
+    assert evaluation.greedy_agreement(changed, expected) == pytest.approx(1 - 4 / 320)
+
+
+def test_greedy_continuations_that_end_early_are_padded_with_the_end_of_text_token():
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=1, n_head=2, n_positions=64,
+                                       bos_token_id=7, eos_token_id=7)).eval()
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[7] = 1.0  # end of text, whatever the input: only its logit has a bias
+        model.transformer.ln_f.bias.fill_(1.0)
+    prompts = torch.randint(8, 50, (3, 5))
+    assert torch.equal(evaluation.greedy_continuations(model, prompts, 4, batch_size=2), torch.full((3, 4), 7))

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_model, variant_id
+from test_modeling import ALL_VARIANTS, VARIANTS, assert_same_logits, cache_of, random_ids, tiny_model, variant_id
 from transformers import AutoModelForCausalLM, DynamicCache, GPT2Config, GPT2LMHeadModel
 
 from fiftynet.conversion.transplant import transplant_gpt2
@@ -15,7 +15,7 @@ from fiftynet.training.tokenizer import load_tokenizer
 from modeling_fiftynet import FiftyNetForCausalLM, FiftyNetModel
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_crop_rolls_back_exactly_within_and_across_calls(variant):
     """As an assistant drafts: one token per call, then a crop that removes several calls and part of another, a
     second crop within the call it cut into, and a round whose drafts are all rejected."""
@@ -80,7 +80,7 @@ def chunk_head_model(variant: dict, chunk_head_size: int = 3) -> FiftyNetForCaus
     return model
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_chunk_head_decoding_equals_greedy_generate(variant):
     model = chunk_head_model(variant)
     ids = random_ids(3, 12)
@@ -347,7 +347,7 @@ def check_assisted_generation(main, assistant, ids, crops, attention_mask=None, 
 # ALL_VARIANTS holds no "fnet" mixer, the one that cannot decode incrementally: FiftyNetForCausalLM refuses it (it
 # mixes in future tokens), so there is no causal LM of it to generate with and no variant to skip.
 @pytest.mark.parametrize("do_sample", [False, True], ids=["greedy", "sample"])
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_assisted_generation_is_exact_with_partly_rejected_drafts(variant, do_sample, crops):
     """Each variant as the main model and as the assistant at once (the assistant is a noisy copy of the main
     model, so that it drafts partly right); test_assisted_generation_between_different_mixers pairs unlike ones."""
@@ -380,7 +380,7 @@ def test_assisted_generation_between_different_mixers(main_mixers, assistant_mix
     check_assisted_generation(main, assistant, random_ids(1, 10), crops, new_tokens=30)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_assisted_generation_of_a_left_padded_prompt(variant, crops):
     main = tiny_model(**variant)
     assistant = noisy_copy(main)

@@ -19,7 +19,16 @@ import pytest
 import torch
 from conftest import run_isolated
 from safetensors.torch import load_file, save_file
-from test_modeling import ALL_VARIANTS, assert_same_logits, cache_of, random_ids, tiny_config, tiny_model, variant_id
+from test_modeling import (
+    ALL_VARIANTS,
+    VARIANTS,
+    assert_same_logits,
+    cache_of,
+    random_ids,
+    tiny_config,
+    tiny_model,
+    variant_id,
+)
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache
 
 from modeling_fiftynet import (
@@ -48,7 +57,7 @@ def folder_contents(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["no mask", "left-padded"])
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_generate_equals_a_greedy_loop_over_full_forward_passes(variant, padded):
     """The bug of transformers 5.24 (the cache renamed `cache`): every step ran without its past. Without a mask
     it returned wrong tokens silently."""
@@ -555,7 +564,7 @@ def test_weights_of_another_shape_are_refused_by_name_unless_tolerated(tmp_path)
     assert resized.get_input_embeddings().weight.shape[0] == 300
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_torch_export_with_a_static_and_a_dynamic_sequence_length(variant):
     model = tiny_model(**variant)
     ids = random_ids(2, 40)
@@ -589,7 +598,7 @@ def test_a_dynamic_length_export_stays_exact_on_long_sequences():
         assert_same_logits(exported(ids, use_cache=False).logits, model(ids).logits)
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_torch_compile_captures_a_forward_pass_and_a_decoding_step_in_one_graph(variant):
     """`aot_eager` traces through AOTAutograd as inductor does, without generating code (one inductor test below)."""
     torch.compiler.reset()
@@ -617,7 +626,7 @@ def test_inductor_compiles_the_default_model():
 HOST_SYNCS = {"aten::_local_scalar_dense", "aten::item", "aten::is_nonzero"}
 
 
-@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_a_decoding_step_does_not_wait_for_the_device(variant):
     """No operation in a decoding step reads a tensor's value on the host (on a GPU each would stall the stream).
     The first call does (it checks its inputs), which shows that the profiler sees such reads."""

@@ -16,7 +16,14 @@ import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from peft import AutoPeftModelForCausalLM
-from transformers import AutoModelForCausalLM, EvalPrediction, PreTrainedModel, Trainer, TrainingArguments
+from transformers import (
+    AutoModelForCausalLM,
+    EvalPrediction,
+    GenerationConfig,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 
 from fiftynet.hub_cards.help_format import HelpFormatter
 from modeling_fiftynet import FiftyNetConfig  # and registers FiftyNet with the Auto classes
@@ -31,6 +38,12 @@ from .tokenizer import from_pretrained, load_tokenizer
 # Model outputs that are not logits (a FiftyNet or GPT-2 cache, under its name before and since transformers 5.24)
 # stay out of the gathered predictions.
 IGNORE_KEYS = ["past_key_values", "cache"]
+
+# Generation measured against a reference model: greedy continuations of this many tokens, of this many held-out
+# prompts. Students scored within a fraction of a point of their teacher by log-likelihood can still fall far behind
+# when they must generate (errors compound along a continuation), which perplexity does not show.
+GREEDY_PROMPTS = 32
+GREEDY_TOKENS = 32
 
 
 def collate_blocks(features: list[dict]) -> dict[str, torch.Tensor]:
@@ -140,6 +153,44 @@ def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block
     labels = blocks[:]["labels"]
     return {"evaluated_tokens": int((labels != -100).sum()), "predicted_tokens": int((labels[:, 1:] != -100).sum()),
             "text_tokens": len(token_ids), **metrics}
+
+
+def greedy_prompts(blocks: Dataset, count: int = GREEDY_PROMPTS) -> tuple[torch.Tensor, int]:
+    """Prompts for `greedy_agreement`, `(count, block_size // 2)` token ids: the first half of each of the first
+    `count` blocks (pass held-out ones, so that no continuation is recalled from training); and how many tokens to
+    continue each by: `GREEDY_TOKENS`, or the rest of the block if shorter, so that prompt and continuation stay
+    within the block size the models were trained at."""
+    block_size = len(blocks[0]["input_ids"])
+    half = block_size // 2
+    if half < 1:
+        raise UsageError(f"blocks of {block_size} token cannot hold a prompt and its continuation")
+    return blocks[: min(count, len(blocks))]["input_ids"][:, :half], min(GREEDY_TOKENS, block_size - half)
+
+
+@torch.no_grad()
+def greedy_continuations(model: PreTrainedModel, prompts: torch.Tensor, new_tokens: int, batch_size: int
+                         ) -> torch.Tensor:
+    """`(prompts, new_tokens)` token ids: `model.generate`'s greedy continuation of each prompt (of equal length, no
+    padding), under a generation config of its own rather than the model's (a sampling or repetition-penalty default
+    would make two models' continuations differ for reasons that are not the models'). A continuation that ends with
+    the end-of-text token is padded after it with that token."""
+    eos = model.config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    config = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=eos,
+                              pad_token_id=eos if eos is not None else 0)
+    device = next(model.parameters()).device
+    continuations = []
+    for batch in prompts.split(batch_size):
+        batch = batch.to(device)
+        output = model.generate(batch, attention_mask=torch.ones_like(batch), generation_config=config)
+        continuation = output[:, batch.shape[1]:]
+        continuations.append(F.pad(continuation, (0, new_tokens - continuation.shape[1]), value=config.pad_token_id))
+    return torch.cat(continuations).cpu()
+
+
+def greedy_agreement(continuations: torch.Tensor, reference: torch.Tensor) -> float:
+    """The share of continuation tokens equal to the reference's at the same position (1.0: identical greedy text)."""
+    return (continuations == reference).float().mean().item()
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

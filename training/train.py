@@ -321,13 +321,19 @@ CHECKPOINTING_FLAG = "--" + next(name for name in ("activation_checkpointing", "
                                  if name in TrainingArguments.__dataclass_fields__)
 
 
-def check_memory(config: FiftyNetConfig, args: TrainingArguments, block_size: int) -> None:
-    """Refuses, before anything is allocated, a batch whose activations alone would exceed the device's memory."""
+def activation_bytes(hidden_size: int, num_layers: int, block_size: int, args: TrainingArguments) -> float:
+    """A lower bound of the activation memory of one training step of a FiftyNet of that width and depth, per
+    process, at `args`' batch size, checkpointing and mixed precision."""
     tokens = args.per_device_train_batch_size * block_size
     # `gradient_checkpointing` mirrors `activation_checkpointing` (its new name, where it exists) once resolved.
     per_layer = 4 * 2 if args.gradient_checkpointing else ACTIVATION_BYTES  # checkpointing keeps each block's input
-    needed = tokens * config.hidden_size * (config.num_hidden_layers * per_layer + ACTIVATION_BYTES)
-    needed *= 0.5 if args.bf16 or args.fp16 else 1.0
+    needed = tokens * hidden_size * (num_layers * per_layer + ACTIVATION_BYTES)
+    return needed * (0.5 if args.bf16 or args.fp16 else 1.0)
+
+
+def check_memory(config: FiftyNetConfig, args: TrainingArguments, block_size: int) -> None:
+    """Refuses, before anything is allocated, a batch whose activations alone would exceed the device's memory."""
+    needed = activation_bytes(config.hidden_size, config.num_hidden_layers, block_size, args)
     available = device_memory(args.device)
     if available is not None and needed > available:
         raise UsageError(
