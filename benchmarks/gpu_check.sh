@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The GPU check: what FiftyNet needs measured on one H100/H200, in one run of under 8 minutes, written to one
-# speed.json and one speed.md:
+# The GPU check: what FiftyNet needs measured on one H100/H200, in one run of under 8 minutes (steps 1 and 2; step 3
+# has not run on a GPU yet), written to speed.json, speed.md and convert_check.json:
 #   1. the Triton kernel tests (tests/test_modal_conv.py -k triton) on CUDA;
 #   2. benchmarks/speed.py: the mixer and layer sweep against SDPA at L = 1k to 32k in bfloat16, training tokens/s at
-#      1k and 8k, decode tokens/s after 1k, 8k and 32k prompts (batch 1 and 16), and the chunk head's pass cost.
+#      1k and 8k, decode tokens/s after 1k, 8k and 32k prompts (batch 1 and 16), and the chunk head's pass cost;
+#   3. benchmarks/convert_check.py: `fiftynet convert` of a random teacher of SmolLM2-135M's shape (bfloat16 teacher,
+#      bf16, activation checkpointing), its memory estimate against the measured peak, into convert_check.json.
 #
 #   bash benchmarks/gpu_check.sh                                  # on the GPU, GPT-2 small's size
 #   bash benchmarks/gpu_check.sh --device cpu --output-dir DIR    # every step at tiny sizes (tests/test_gpu_check.py)
@@ -40,4 +42,5 @@ kernels=0
   --junitxml "$output_dir/kernel_tests.xml" || kernels=$?
 "${PYTHON:-python3}" -m benchmarks.speed --output-dir "$output_dir" --device "$device" "${sizes[@]}" \
   --kernel-tests "$output_dir/kernel_tests.xml"
+"${PYTHON:-python3}" -m benchmarks.convert_check --output-dir "$output_dir" --device "$device"
 exit "$kernels"

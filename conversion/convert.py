@@ -334,9 +334,13 @@ def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalL
                            data: LanguageModelingData, args: ConvertArguments,
                            training_args: TrainingArguments) -> dict:
     """Stage 3 through the Trainer; returns its step count and final loss."""
+    # No activation checkpointing: only the mixers train, on the teacher's inputs to them, so little is kept for the
+    # backward pass (and the wrapper is no PreTrainedModel, which the Trainer would ask to checkpoint itself).
+    no_checkpointing = {name: False for name in ("activation_checkpointing", "gradient_checkpointing")
+                        if name in TrainingArguments.__dataclass_fields__}
     stage_args = replace(
         training_args, output_dir=str(Path(args.out) / "layerwise"), max_steps=args.layerwise_steps,
-        learning_rate=args.layerwise_learning_rate, save_strategy="no", eval_strategy="no",
+        learning_rate=args.layerwise_learning_rate, save_strategy="no", eval_strategy="no", **no_checkpointing,
     )
     distillation = LayerwiseDistillation(teacher, student, layers)
     trainer = Trainer(model=distillation, args=stage_args, train_dataset=data.train, data_collator=collate_blocks)

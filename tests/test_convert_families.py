@@ -220,11 +220,14 @@ def test_convert_takes_a_grouped_query_llama_end_to_end(tmp_path, capsys):
     assert "Converted from " in (out / "model" / "README.md").read_text()
 
 
-def test_a_bfloat16_teacher_distils_a_float32_student(tmp_path, capsys):
+def test_a_bfloat16_teacher_distils_a_float32_student_with_checkpointing(tmp_path, capsys):
+    """What a 0.5-1B teacher needs on one GPU: a bfloat16 teacher and activation checkpointing (which the layer-wise
+    stage, whose model is not a PreTrainedModel, does without)."""
     (teacher_dir, validation), out = llama_teacher(tmp_path), tmp_path / "converted"
     parameters = AutoModelForCausalLM.from_pretrained(teacher_dir).num_parameters()
     cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--keep_attention", "1",
-              "--teacher_dtype", "bfloat16", *STEPS, str(validation), "--data", str(validation)])
+              "--teacher_dtype", "bfloat16", train.CHECKPOINTING_FLAG, *STEPS, str(validation), "--data",
+              str(validation)])
     said = capsys.readouterr().err
     assert f"teacher (bfloat16) {parameters * 2 / 2**30:.1f} GiB" in said
     report = json.loads((out / "report.json").read_text())
