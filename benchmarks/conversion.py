@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> dict:
         "hybrid_kept_layers": [index for index, mixer in enumerate(runs["hybrid (keep_attention auto)"]["mixer_types"])
                                if mixer == "attention"],
         "layerwise_steps": layerwise_steps,
-        "layerwise_learning_rate": runs[best]["arguments"]["layerwise_learning_rate"],
+        "layerwise_learning_rate": (args.layerwise_learning_rate
+                                    or convert.ConvertArguments.__dataclass_fields__["layerwise_learning_rate"].default),
         "learning_rate": args.learning_rate or convert.TRAINING_DEFAULTS["learning_rate"],
         "end_to_end_steps": end_to_end_steps,
         "batch_size": args.batch_size,

@@ -102,8 +102,7 @@ def conversions(monkeypatch) -> SimpleNamespace:
                            for stage, perplexity in stages],
                 "mixer_types": ["attention" if kind == "hybrid" and layer == 0 else "spectral_conv"
                                 for layer in range(4)],
-                "arguments": {"mixer": options["--mixer"], "filter_fit": options["--filter_fit"],
-                              "layerwise_learning_rate": float(options.get("--layerwise_learning_rate", 1e-3))}}
+                "arguments": {"mixer": options["--mixer"], "filter_fit": options["--filter_fit"]}}
 
     monkeypatch.setattr(benchmark.convert, "main", convert)
     return recorded
