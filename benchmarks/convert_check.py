@@ -1,6 +1,7 @@
 """The conversion's part of the GPU check (`benchmarks/gpu_check.sh`): `fiftynet convert` of a teacher of
 SmolLM2-135M's shape (Llama: 30 layers of width 576, 9 query heads and 3 key/value heads, a SwiGLU MLP 1,536 wide, a
-49,152-token vocabulary, a tied head) on one GPU, with a bfloat16 teacher, bf16 autocast and gradient checkpointing.
+49,152-token vocabulary, a tied head) on one GPU, with a bfloat16 teacher, bf16 autocast, gradient checkpointing, the
+layer-wise stage a group of layers at a time and the training text streamed.
 
     python -m benchmarks.convert_check --output-dir DIR                # a GPU: SmolLM2-135M's shape
     python -m benchmarks.convert_check --output-dir DIR --device cpu   # every step at a tiny size
@@ -40,9 +41,11 @@ SHAPES = {
 # Per device: the BPE's size, the characters of corpus it is trained on, the block size, the conversion's options.
 RUNS = {
     "cuda": (8192, 2_000_000, 1024, ["--per_device_train_batch_size", "8", "--layerwise_steps", "20",
-                                     "--max_steps", "20", "--keep_attention", "7", "15", "23", "--bf16"]),
-    "cpu": (512, 200_000, 64, ["--per_device_train_batch_size", "2", "--layerwise_steps", "2", "--max_steps", "2",
-                               "--keep_attention", "1", "--calibration_blocks", "2"]),
+                                     "--layerwise_group_size", "9", "--max_steps", "20", "--keep_attention", "7", "15",
+                                     "23", "--bf16"]),
+    "cpu": (512, 200_000, 64, ["--per_device_train_batch_size", "2", "--layerwise_steps", "2",
+                               "--layerwise_group_size", "1", "--max_steps", "2", "--keep_attention", "1",
+                               "--calibration_blocks", "2"]),
 }
 
 
@@ -72,9 +75,14 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer.save_pretrained(teacher_dir)
         del teacher
 
-        convert_argv = ["--teacher", str(teacher_dir), "--out", str(out), "--block_size", str(block_size),
-                        "--teacher_dtype", "bfloat16", train.CHECKPOINTING_FLAG, "--save_strategy", "no",
-                        "--report_to", "none", *options]
+        texts = {split: Path(work) / f"{split}.txt" for split in ("train", "validation")}
+        for split, path in texts.items():
+            path.write_text(load_corpus(split))
+        folders = ["--teacher", str(teacher_dir), "--out", str(out), "--data", str(texts["train"]),
+                   "--validation_data", str(texts["validation"])]
+        options = ["--streaming", "--block_size", str(block_size), "--teacher_dtype", "bfloat16",
+                   train.CHECKPOINTING_FLAG, "--save_strategy", "no", "--report_to", "none", *options]
+        convert_argv = folders + options
         estimate = convert.memory_estimate(config, *convert.parse_arguments(convert_argv), block_size=block_size)
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "command": "python -m benchmarks.convert_check " + " ".join(sys.argv[1:] if argv is None else argv),
         "teacher": {"parameters": parameters, **SHAPES[args.device]},
-        "convert_arguments": convert_argv[4:],  # after the (temporary) teacher and output folders
+        "convert_arguments": options,  # and the (temporary) teacher, output and text files
         "estimated_bytes": estimate,
         "estimated_total_bytes": sum(estimate.values()),
         "peak_bytes": peak_memory(args.device),

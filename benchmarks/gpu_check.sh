@@ -5,7 +5,8 @@
 #   2. benchmarks/speed.py: the mixer and layer sweep against SDPA at L = 1k to 32k in bfloat16, training tokens/s at
 #      1k and 8k, decode tokens/s after 1k, 8k and 32k prompts (batch 1 and 16), and the chunk head's pass cost;
 #   3. benchmarks/convert_check.py: `fiftynet convert` of a random teacher of SmolLM2-135M's shape (bfloat16 teacher,
-#      bf16, activation checkpointing), its memory estimate against the measured peak, into convert_check.json.
+#      bf16, activation checkpointing, layer-wise groups of 9 layers, streamed text), its memory estimate against the
+#      measured peak, into convert_check.json.
 #
 #   bash benchmarks/gpu_check.sh                                  # on the GPU, GPT-2 small's size
 #   bash benchmarks/gpu_check.sh --device cpu --output-dir DIR    # every step at tiny sizes (tests/test_gpu_check.py)

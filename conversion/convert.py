@@ -41,7 +41,15 @@ from transformers import (
 )
 
 from fiftynet.hub_cards.card import CardRecord, Measurement, hub_model_id, run_model_name, source_name
-from fiftynet.training.data import DataArguments, LanguageModelingData, load_texts, prepare_data, read_text_files
+from fiftynet.training.data import (
+    DataArguments,
+    LanguageModelingData,
+    check_streamed_steps,
+    first_blocks,
+    load_texts,
+    prepare_data,
+    read_text_files,
+)
 from fiftynet.training.errors import UsageError, claimed, refuse_non_empty
 from fiftynet.training.evaluation import (
     collate_blocks,
@@ -100,7 +108,12 @@ class ConvertArguments(DataArguments):
         metadata={"help": "what each new filter is fitted to: 'outputs' (each attention head's output on the "
                           "calibration text) or 'profile' (its average attention weight by distance)"},
     )
-    layerwise_steps: int = field(default=200, metadata={"help": "steps of layer-wise distillation (0 skips it)"})
+    layerwise_steps: int = field(default=200, metadata={"help": "steps of layer-wise distillation, per group (0 skips "
+                                                                "it)"})
+    layerwise_group_size: int | None = field(
+        default=None, metadata={"help": "distil this many layers at a time layer-wise, the teacher run only up to the "
+                                        "group's last (default: all at once)"}
+    )
     layerwise_learning_rate: float = field(default=1e-3, metadata={"help": "learning rate of layer-wise distillation"})
     kl_weight: float = field(default=1.0, metadata={"help": "weight of KL(teacher || student) per token"})
     lm_weight: float = field(default=1.0, metadata={"help": "weight of the language-modelling loss"})
@@ -132,6 +145,8 @@ class ConvertArguments(DataArguments):
             raise ValueError(f"--teacher_dtype {self.teacher_dtype!r} is not one of {', '.join(TEACHER_DTYPES)}")
         if self.mixer not in SPECTRAL_MIXERS:
             raise ValueError(f"--mixer {self.mixer!r} is not one of {SPECTRAL_MIXERS}")
+        if self.layerwise_group_size is not None and self.layerwise_group_size < 1:
+            raise ValueError(f"--layerwise_group_size must be at least 1 layer, got {self.layerwise_group_size}")
         if self.control and self.layerwise_steps > 0:
             raise ValueError("--control freezes the mixers that the layer-wise stage trains: pass --layerwise_steps 0")
         if self.filter_fit not in FILTER_FITS:
@@ -185,18 +200,28 @@ def load_teacher(name_or_path: str, dtype: str = "float32") -> PreTrainedModel:
 def memory_estimate(config: PretrainedConfig, args: ConvertArguments, training_args: TrainingArguments,
                     block_size: int) -> dict[str, float]:
     """Bytes per process of the end-to-end stage, the largest, by part, counted on the teacher's config before any
-    weight is loaded (the student has about the teacher's parameters): the frozen teacher in `--teacher_dtype`; the
-    student's float32 weights with their gradients and AdamW's two moments (weights only with `--lora`, a lower
-    bound); its activations (`train.activation_bytes`, a lower bound); the logits of the student, their gradient and
-    the teacher's, in float32, which a vocabulary of 100k tokens or more makes the largest part."""
+    weight is loaded: the frozen teacher in `--teacher_dtype`; the student (transplanted on the meta device, so with
+    its own mixers' parameters) in float32, with gradients and AdamW's two moments for what trains (with `--lora`,
+    the new mixers only: LoRA's own adapters are left out); its activations (`train.activation_bytes`, a lower
+    bound); the logits of the student, their gradient and the teacher's, in float32, which a vocabulary of 100k
+    tokens or more makes the largest part. A teacher the transplant cannot express is refused here, by name."""
+    num_layers = config.num_hidden_layers
+    kept = kept_layers(args, num_layers)
+    count = len(kept) if kept is not None else auto_keep_count(args, num_layers)  # every layer has the same shapes
     with torch.device("meta"):
-        parameters = AutoModelForCausalLM.from_config(config).num_parameters()
+        teacher = AutoModelForCausalLM.from_config(config)
+        try:
+            student = transplant(teacher, ["attention"] * count + [args.mixer] * (num_layers - count))
+        except ValueError as error:
+            raise UsageError(f"--teacher {args.teacher}: {error}") from None
+    mixers = sum(parameter.numel() for layer in student.model.layers[count:] for parameter in layer.mixer.parameters())
+    trained = mixers if args.lora else student.num_parameters()
     tokens = training_args.per_device_train_batch_size * block_size
     return {
-        f"teacher ({args.teacher_dtype})": parameters * getattr(torch, args.teacher_dtype).itemsize,
-        "student" + (" (float32)" if args.lora else " (float32, with gradients and AdamW states)"):
-            parameters * (4 if args.lora else 16),
-        "activations": train.activation_bytes(config.hidden_size, config.num_hidden_layers, block_size, training_args),
+        f"teacher ({args.teacher_dtype})": teacher.num_parameters() * getattr(torch, args.teacher_dtype).itemsize,
+        "student (float32, with gradients and AdamW states" + (" of the new mixers)" if args.lora else ")"):
+            student.num_parameters() * 4 + trained * 12,
+        "activations": train.activation_bytes(config.hidden_size, num_layers, block_size, training_args),
         "logits": tokens * config.vocab_size * 4 * 3,
     }
 
@@ -216,6 +241,11 @@ def check_memory(config: PretrainedConfig, args: ConvertArguments, training_args
                          f"the {available / 2**30:.0f} GiB of {training_args.device}: lower "
                          f"--per_device_train_batch_size or --block_size, add {train.CHECKPOINTING_FLAG}, or pass "
                          "--teacher_dtype bfloat16")
+
+
+def auto_keep_count(args: ConvertArguments, num_layers: int) -> int:
+    """How many layers `--keep_attention auto` keeps: --auto_keep, or a quarter of the layers (at least 1)."""
+    return args.auto_keep or max(1, num_layers // 4)
 
 
 def kept_layers(args: ConvertArguments, num_layers: int) -> list[int] | None:
@@ -333,7 +363,8 @@ class ConversionReport:
 def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int],
                            data: LanguageModelingData, args: ConvertArguments,
                            training_args: TrainingArguments) -> dict:
-    """Stage 3 through the Trainer; returns its step count and final loss."""
+    """Stage 3 through the Trainer, one run per group of `--layerwise_group_size` layers (one run of all by default);
+    returns the steps of all groups together and the mean of each group's final loss."""
     # No activation checkpointing: only the mixers train, on the teacher's inputs to them, so little is kept for the
     # backward pass (and the wrapper is no PreTrainedModel, which the Trainer would ask to checkpoint itself).
     no_checkpointing = {name: False for name in ("activation_checkpointing", "gradient_checkpointing")
@@ -342,12 +373,17 @@ def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalL
         training_args, output_dir=str(Path(args.out) / "layerwise"), max_steps=args.layerwise_steps,
         learning_rate=args.layerwise_learning_rate, save_strategy="no", eval_strategy="no", **no_checkpointing,
     )
-    distillation = LayerwiseDistillation(teacher, student, layers)
-    trainer = Trainer(model=distillation, args=stage_args, train_dataset=data.train, data_collator=collate_blocks)
-    result = trainer.train()
+    size = args.layerwise_group_size or len(layers)
+    steps, final_losses = 0, []
+    for group in (layers[start: start + size] for start in range(0, len(layers), size)):
+        trainer = Trainer(model=LayerwiseDistillation(teacher, student, group), args=stage_args,
+                          train_dataset=data.train, data_collator=collate_blocks)
+        result = trainer.train()
+        steps += result.global_step
+        losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        final_losses.append(losses[-1] if losses else result.training_loss)
     student.requires_grad_(True)
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"steps": result.global_step, "final_loss": losses[-1] if losses else result.training_loss}
+    return {"steps": steps, "final_loss": sum(final_losses) / len(final_losses), "groups": len(final_losses)}
 
 
 def end_to_end_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int],
@@ -384,7 +420,7 @@ def initialized_student(teacher: PreTrainedModel, mixer_types: list[str], replac
     teacher and distilled layer-wise."""
     started = time.perf_counter()
     student = transplant(teacher, mixer_types).to(training_args.device)
-    calibration = data.train[: args.calibration_blocks]["input_ids"].to(training_args.device)
+    calibration = first_blocks(data.train, args.calibration_blocks).to(training_args.device)
     fit_errors = spectral_init(student, teacher, calibration, replaced, args.filter_fit)
     if args.control:
         silence_mixers(student, replaced)
@@ -394,7 +430,7 @@ def initialized_student(teacher: PreTrainedModel, mixer_types: list[str], replac
         started = time.perf_counter()
         result = layerwise_distillation(teacher, student, replaced, data, args, training_args)
         report.add("layerwise", evaluate(student), tokens=result["steps"] * report.tokens_per_step,
-                   final_loss=result["final_loss"], wall_seconds=time.perf_counter() - started)
+                   final_loss=result["final_loss"], groups=result["groups"], wall_seconds=time.perf_counter() - started)
     return student
 
 
@@ -417,6 +453,7 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
         raise UsageError(f"--block_size {block_size} exceeds the teacher's context of {context} tokens "
                          "(max_position_embeddings)")
     check_memory(config, args, training_args, block_size)
+    check_streamed_steps(args, training_args.max_steps)
     teacher = load_teacher(args.teacher, args.teacher_dtype).to(training_args.device)
     tokenizer = from_pretrained(AutoTokenizer.from_pretrained, args.teacher, "the teacher's tokenizer")
     texts = load_texts(args)
@@ -428,11 +465,12 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
     reference = greedy_continuations(teacher, prompts, new_tokens, batch_size)
 
     def evaluate(model: PreTrainedModel) -> dict:
-        metrics = evaluate_blocks(model, data.validation, data.tokens_per_byte, batch_size)
+        metrics = evaluate_blocks(model, data.validation, data.tokens_per_byte, batch_size, training_args)
         metrics["greedy_agreement"] = greedy_agreement(
             greedy_continuations(model, prompts, new_tokens, batch_size), reference)
         if eval_documents:
-            metrics["eval_text"] = evaluate_text(model, eval_documents, tokenizer, block_size, batch_size)
+            metrics["eval_text"] = evaluate_text(model, eval_documents, tokenizer, block_size, batch_size,
+                                                  training_args)
         return metrics
 
     report_path, importance = out / "report.json", None
@@ -442,13 +480,13 @@ def run(args: ConvertArguments, training_args: TrainingArguments) -> dict:
         kept = [layer for layer, mixer in enumerate(saved["mixer_types"]) if mixer == "attention"]
         importance = saved.get("layer_importance")
     elif kept is None:
-        if len(data.train) < 2 * args.calibration_blocks:
+        calibration = first_blocks(data.train, 2 * args.calibration_blocks).to(training_args.device)
+        if len(calibration) < 2 * args.calibration_blocks:
             raise UsageError(f"--keep_attention auto fits on --calibration_blocks {args.calibration_blocks} training "
-                             f"blocks and measures on as many more, but the training text has {len(data.train)}")
-        calibration = data.train[: 2 * args.calibration_blocks]["input_ids"].to(training_args.device)
+                             f"blocks and measures on as many more, but the training text has {len(calibration)}")
         fitting, measuring = calibration[: args.calibration_blocks], calibration[args.calibration_blocks:]
         importance = layer_importance(teacher, args.mixer, fitting, measuring, args.filter_fit, batch_size)
-        count = args.auto_keep or max(1, num_layers // 4)
+        count = auto_keep_count(args, num_layers)
         kept = sorted(sorted(range(num_layers), key=importance.__getitem__, reverse=True)[:count])
     mixer_types = ["attention" if layer in kept else args.mixer for layer in range(num_layers)]
     replaced = [layer for layer, mixer in enumerate(mixer_types) if mixer != "attention"]

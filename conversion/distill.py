@@ -2,7 +2,8 @@
 through accelerate, with checkpoints and resume):
 
 - layer-wise: each new mixer learns to reproduce its attention layer's output from the teacher's own input to that
-  layer (normalized MSE), all layers at once, everything else frozen;
+  layer (normalized MSE), everything else frozen; all layers at once, or a group at a time (as LoLCATs' block-wise
+  attention transfer does for large models), the teacher then stopping after the group's last layer;
 - end-to-end: the whole student learns the teacher's next-token distribution (KL) plus the language-modelling loss.
 """
 
@@ -18,10 +19,15 @@ from modeling_fiftynet import FiftyNetForCausalLM
 from .transplant import teacher_family
 
 
+class _TeacherDone(Exception):
+    """Raised once the last attention layer a step needs has run: the teacher's later layers are not computed."""
+
+
 class LayerwiseDistillation(nn.Module):
     """Wraps a frozen teacher and the student for layer-wise distillation; only the student's mixers of `layers`
-    train. `forward(input_ids)` runs the teacher, catches the input and output of each of those attention layers,
-    and returns `{"loss": mean over layers of ||mixer(x) - attention(x)||^2 / ||attention(x)||^2}`.
+    train. `forward(input_ids)` runs the teacher up to the last of those attention layers (no further), catches the
+    input and output of each, and returns `{"loss": mean over layers and blocks of ||mixer(x) - attention(x)||^2 /
+    ||attention(x)||^2}`, each block `x` of the batch measured alone.
     """
 
     def __init__(self, teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int]):
@@ -38,13 +44,17 @@ class LayerwiseDistillation(nn.Module):
 
         def catch(layer, module, args, kwargs, output):
             caught[layer] = (args[0] if args else kwargs["hidden_states"], output[0])
+            if len(caught) == len(self.layers):
+                raise _TeacherDone
 
         attentions = [teacher_family(self.teacher).attention(self.teacher, layer) for layer in self.layers]
         hooks = [attention.register_forward_hook(partial(catch, layer), with_kwargs=True)
                  for layer, attention in zip(self.layers, attentions)]
         try:
             with torch.no_grad():
-                self.teacher.eval()(input_ids)
+                self.teacher.eval()(input_ids, use_cache=False)
+        except _TeacherDone:
+            pass
         finally:
             for hook in hooks:
                 hook.remove()
@@ -53,7 +63,10 @@ class LayerwiseDistillation(nn.Module):
             inputs, target = caught[layer]
             output = self.student.model.layers[layer].mixer(inputs.float()).float()  # a bfloat16 teacher's too
             target = target.float()
-            losses.append(F.mse_loss(output, target) / target.pow(2).mean().clamp_min(1e-12))
+            # Each block normalized by its own target, so that the loss is a mean over blocks: the same whether a
+            # batch is split across processes or accumulation steps or not.
+            error, power = (output - target).pow(2).flatten(1).mean(1), target.pow(2).flatten(1).mean(1)
+            losses.append((error / power.clamp_min(1e-12)).mean())
         return {"loss": torch.stack(losses).mean()}
 
 

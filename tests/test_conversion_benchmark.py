@@ -81,7 +81,7 @@ def fake_teacher(folder: Path, **report) -> Path:
 
 TEXT_OPTIONS = {f"--{option.name}" for option in fields(DataArguments)}
 CORPUS_DATA = {"data": None, "validation_data": None, "dataset_name": None, "dataset_config": None,
-               "text_column": "text", "validation_fraction": 0.05}
+               "text_column": "text", "validation_fraction": 0.05, "streaming": False}
 
 
 @pytest.fixture

@@ -105,11 +105,16 @@ def test_the_key_value_cache_keeps_the_teachers_heads():
     (LlamaConfig, dict(rope_parameters=dict(rope_type="default", rope_theta=10000.0, partial_rotary_factor=0.5)),
      "partial_rotary_factor"),
 ])
-def test_what_fiftynet_cannot_compute_is_refused_by_name(config_class, settings, refusal):
+def test_what_fiftynet_cannot_compute_is_refused_by_name(config_class, settings, refusal, tmp_path, capsys):
     teacher = teacher_from(config_class, **{**TINY, **settings})
     with pytest.raises(ValueError, match="the conversion does not support") as error:
         transplant(teacher, ["attention"] * 2)
     assert refusal in str(error.value)
+    teacher.config.save_pretrained(tmp_path / "teacher")  # no weights: the command refuses before it loads them
+    said = fails_with(["convert", "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "out")], capsys)
+    assert said.startswith(f"fiftynet convert: error: --teacher {tmp_path / 'teacher'}: the teacher ")
+    assert said.endswith("which the conversion does not support") and refusal in said
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_teacher_of_another_family_is_refused_naming_the_families():
@@ -186,6 +191,53 @@ def test_filters_fitted_to_a_grouped_query_teachers_heads_reproduce_its_attentio
     assert last < first
 
 
+def test_a_layerwise_group_runs_the_teacher_only_up_to_its_last_layer():
+    teacher = teacher_from(LlamaConfig, **{**TINY, "num_hidden_layers": 4})
+    student = transplant(teacher, ["spectral_conv", "spectral_conv", "attention", "spectral_conv"])
+    spectral_init(student, teacher, torch.randint(3, 300, (4, 32), generator=torch.Generator().manual_seed(2)),
+                  [0, 1, 3])
+    ran = []
+    hooks = [block.register_forward_hook(lambda module, args, output, index=index: ran.append(index))
+             for index, block in enumerate(teacher.model.layers)]
+    ids = torch.randint(3, 300, (2, 32), generator=torch.Generator().manual_seed(3))
+    losses = {}
+    for group in ([0, 1], [3], [0, 1, 3]):
+        ran.clear()
+        distillation = LayerwiseDistillation(teacher, student, group)
+        losses[tuple(group)] = distillation(ids)["loss"]
+        assert ran == list(range(max(group))), group  # the stop comes inside the last layer, after its attention
+        trainable = {name.split(".mixer.")[0] for name, parameter in distillation.named_parameters()
+                     if parameter.requires_grad}
+        assert trainable == {f"student.model.layers.{layer}" for layer in group}
+    for hook in hooks:
+        hook.remove()
+    # Stopping early changes nothing of what the layers compute: two groups' losses make the whole stage's.
+    torch.testing.assert_close((2 * losses[0, 1] + losses[3,]) / 3, losses[0, 1, 3])
+    assert losses[0, 1] > 0.01 and losses[3,] > 0.01
+
+
+def test_convert_distils_one_group_of_layers_at_a_time(tmp_path, capsys, monkeypatch):
+    (teacher_dir, validation), out = llama_teacher(tmp_path), tmp_path / "converted"
+    passes = []
+
+    class Recorded(LayerwiseDistillation):
+        def forward(self, input_ids, labels=None):
+            trainable = {name.split(".mixer.")[0] for name, parameter in self.named_parameters()
+                         if parameter.requires_grad}
+            passes.append((self.layers, trainable))
+            return super().forward(input_ids, labels)
+
+    monkeypatch.setattr(convert, "LayerwiseDistillation", Recorded)
+    cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--keep_attention", "1",
+              "--layerwise_group_size", "1", *STEPS, str(validation), "--data", str(validation)])
+    assert passes == [([0], {"student.model.layers.0"})] * 3 + [([2], {"student.model.layers.2"})] * 3
+    layerwise = json.loads((out / "report.json").read_text())["stages"][2]
+    assert layerwise["groups"] == 2 and layerwise["tokens"] == 2 * 3 * 2 * 64  # each group: 3 steps of 2 blocks
+    assert "--layerwise_group_size must be at least 1 layer, got 0" in fails_with(
+        ["convert", "--teacher", str(teacher_dir), "--out", str(tmp_path / "other"), "--layerwise_group_size", "0"],
+        capsys)
+
+
 def test_a_spectral_mixer_cannot_replace_heads_wider_than_the_residual_stream():
     teacher = teacher_from(Qwen3Config, **{**TINY, "head_dim": 32})  # 4 heads of 32 channels, hidden_size 64
     student = transplant(teacher, ["spectral_conv", "attention"])
@@ -241,17 +293,30 @@ def test_a_conversion_that_cannot_fit_is_refused_before_the_teacher_is_loaded(tm
     teacher_dir = tmp_path / "teacher"  # a config without weights: nothing is loaded before the refusal
     LlamaConfig(**{**TINY, "vocab_size": 128_000}).save_pretrained(teacher_dir)
     config = LlamaConfig.from_pretrained(teacher_dir)
-    parameters = AutoModelForCausalLM.from_config(config).num_parameters()
+    teacher = AutoModelForCausalLM.from_config(config)
+    parameters = teacher.num_parameters()
+    student = transplant(teacher, ["spectral_conv", "spectral_conv"])
+    assert student.num_parameters() > parameters  # a spectral_conv mixer has more than a grouped-query attention
     args, training_args = convert.parse_arguments(["--teacher", str(teacher_dir), "--out", str(tmp_path / "out"),
                                                    "--per_device_train_batch_size", "4"])
     parts = convert.memory_estimate(config, args, training_args, block_size=256)
-    assert list(parts.values()) == [parameters * 4, parameters * 16,
+    assert list(parts.values()) == [parameters * 4, student.num_parameters() * 16,
                                     train.activation_bytes(64, 2, 256, training_args), 4 * 256 * 128_000 * 12]
+    # With --lora, only the new mixers train in full.
+    args, training_args = convert.parse_arguments(["--teacher", str(teacher_dir), "--out", str(tmp_path / "out"),
+                                                   "--per_device_train_batch_size", "4", "--lora", "--keep_attention",
+                                                   "0"])
+    hybrid = transplant(teacher, ["attention", "spectral_conv"])
+    mixer = sum(parameter.numel() for parameter in hybrid.model.layers[1].mixer.parameters())
+    lora_parts = convert.memory_estimate(config, args, training_args, block_size=256)
+    assert lora_parts["student (float32, with gradients and AdamW states of the new mixers)"] == (
+        hybrid.num_parameters() * 4 + mixer * 12)
     monkeypatch.setattr(convert, "device_memory", lambda device: sum(parts.values()) - 1)
     error = fails_with(["convert", "--teacher", str(teacher_dir), "--out", str(tmp_path / "out"), "--block_size",
                         "256", "--per_device_train_batch_size", "4"], capsys)
     assert error.startswith(f"fiftynet convert: error: the conversion needs about {sum(parts.values()) / 2**30:.0f} "
-                            f"GiB per process (teacher (float32) {parameters * 4 / 2**30:.1f} GiB, student (float32, with gradients")
+                            f"GiB per process (teacher (float32) {parameters * 4 / 2**30:.1f} GiB, student (float32, "
+                            "with gradients")
     assert "logits 1.5 GiB), more than the 2 GiB of cpu: lower --per_device_train_batch_size" in error
     monkeypatch.setattr(convert, "device_memory", lambda device: sum(parts.values()))
     assert "cannot load teacher" in fails_with(["convert", "--teacher", str(teacher_dir), "--out",

@@ -1,5 +1,5 @@
 """Two processes (gloo on CPU, through `accelerate launch`) train every kind of model to the losses of one process
-with the same global batch."""
+with the same global batch, and convert a teacher to the student of one process."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_convert_families import llama_teacher
 from test_modeling import tiny_model
 from test_training_contract import assert_chunk_head_update_of_one_batch
 
@@ -131,3 +132,38 @@ def test_two_processes_give_a_chunk_head_the_update_of_one_batch(tmp_path):
     )
     assert two.returncode == 0, two.stderr[-3000:]
     assert_chunk_head_update_of_one_batch(*torch.load(tmp_path / "two" / "update.pt"), tmp_path)
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["blocks", "streamed"])
+def test_two_processes_convert_as_one_process_with_the_same_global_batch(tmp_path, streaming):
+    """`accelerate launch -m fiftynet.conversion.convert` on 2 processes: both distillation stages (the layer-wise
+    one a layer at a time) give the student of one process with the same global batch, and one report; from packed
+    blocks (a sampler shared by the processes) and from a stream (read by the first process, sent to both)."""
+    teacher, validation = llama_teacher(tmp_path)
+    common = ["--teacher", str(teacher), "--keep_attention", "1", "--layerwise_group_size", "1", "--block_size", "64",
+              "--calibration_blocks", "4", "--layerwise_steps", "3", "--max_steps", "3", "--logging_steps", "1",
+              "--per_device_eval_batch_size", "32", "--report_to", "none", "--data", str(validation),
+              "--validation_data", str(validation), "--use_cpu", *(["--streaming"] if streaming else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf_home")}
+    two = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+         "--main_process_port", str(free_port()), "-m", "fiftynet.conversion.convert", *common,
+         "--per_device_train_batch_size", "1", "--out", str(tmp_path / "two")],
+        env=env, capture_output=True, text=True,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stderr.count("[convert] end_to_end: ") == 1  # the main process reports
+    one = subprocess.run(
+        [sys.executable, "-m", "fiftynet.conversion.convert", *common, "--per_device_train_batch_size", "2",
+         "--out", str(tmp_path / "one")],
+        env=env, capture_output=True, text=True,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    reports = {run: json.loads((tmp_path / run / "report.json").read_text()) for run in ("one", "two")}
+    for mine, theirs in zip(reports["two"]["stages"], reports["one"]["stages"], strict=True):
+        assert mine["tokens" if "tokens" in mine else "stage"] == theirs["tokens" if "tokens" in mine else "stage"]
+        assert mine["perplexity"] == pytest.approx(theirs["perplexity"], rel=1e-5), mine["stage"]
+    assert reports["two"]["stages"][-1]["perplexity"] != reports["two"]["stages"][1]["perplexity"]  # it trained
+    weights = {run: load_file(tmp_path / run / "model" / "model.safetensors") for run in ("one", "two")}
+    for name, tensor in weights["one"].items():
+        torch.testing.assert_close(weights["two"][name], tensor, rtol=1e-5, atol=1e-5, msg=name)

@@ -24,7 +24,7 @@ from modeling_fiftynet import FiftyNetConfig
 from modeling_fiftynet.modeling_fiftynet import FiftyNetCausalLMOutputWithPast, FiftyNetChunkHead, chunk_head_targets
 from modeling_fiftynet.saving import staged_folder
 
-from .data import DataArguments, check_block_size, check_vocabulary, load_texts, prepare_data
+from .data import DataArguments, check_block_size, check_streamed_steps, check_vocabulary, load_texts, prepare_data
 from .errors import UsageError, claimed
 from .evaluation import IGNORE_KEYS, collate_blocks, load_model
 from .tokenizer import load_tokenizer
@@ -153,6 +153,7 @@ def run(script: ChunkHeadArguments, training_args: TrainerArguments) -> dict:
         raise UsageError(f"--model {script.model} is a {model.config.model_type} model; a chunk head needs a FiftyNet")
     check_vocabulary(tokenizer, model.config)
     add_chunk_head(model, script.chunk_head_size)
+    check_streamed_steps(script, training_args.max_steps)
     data = prepare_data(load_texts(script), tokenizer, script.block_size, script.validation_fraction)
 
     if clear_output_dir and training_args.should_save:

@@ -2,14 +2,17 @@
 
 The text comes from local files or folders, a `datasets` name, or the bundled corpus. Documents are joined with the
 tokenizer's end-of-sequence token into one stream, which is cut into blocks of `block_size` tokens: training blocks
-have no padding, every token of a block is a target; an evaluated text keeps its tail as a padded last block.
+have no padding, every token of a block is a target; an evaluated text keeps its tail as a padded last block. With
+`--streaming` the training text is read through `datasets`' streaming and packed the same way as the Trainer asks
+for blocks, in the stream's order: a dataset larger than memory or disk trains, on one process or several.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import PreTrainedConfig, PreTrainedTokenizerBase
 
 from .corpus import CORPUS_NAME, load_corpus
@@ -32,17 +35,24 @@ class DataArguments:
     validation_fraction: float = field(
         default=0.05, metadata={"help": "share of the token stream held out when there is no validation text"}
     )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "read --data or --dataset_name as a stream (`datasets` streaming), packed as training "
+                          "goes; needs --max_steps and --validation_data (or a validation split)"},
+    )
 
     def __post_init__(self) -> None:
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"--validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+        if self.streaming and not (self.data or self.dataset_name):
+            raise ValueError("--streaming reads --data or --dataset_name as a stream: pass one")
 
 
 @dataclass
 class Texts:
     """Documents of a training run, with a held-out validation text when the source has one."""
 
-    train: list[str]
+    train: list[str] | IterableDataset  # with --streaming, a stream of {"text": document}
     validation: list[str] | None
     name: str  # for logs and the model card
 
@@ -51,7 +61,7 @@ class Texts:
 class LanguageModelingData:
     """Packed blocks for the Trainer, and the validation text's tokens per UTF-8 byte (for bits per byte)."""
 
-    train: Dataset
+    train: Dataset | IterableDataset  # with --streaming, blocks packed as they are read
     validation: Dataset
     tokens_per_byte: float
     name: str
@@ -89,8 +99,8 @@ def packed_blocks(token_ids: list[int], block_size: int, name: str = "the text",
     return Dataset.from_dict({"input_ids": blocks.numpy(), "labels": labels.numpy()}).with_format("torch")
 
 
-def read_text_files(paths: list[str]) -> list[str]:
-    """The text of each file, and of each `*.txt` file under each folder (sorted), one document per file."""
+def text_files(paths: list[str]) -> list[Path]:
+    """The files, and the `*.txt` files under each folder (sorted)."""
     files = []
     for path in map(Path, paths):
         if not path.exists():
@@ -99,8 +109,13 @@ def read_text_files(paths: list[str]) -> list[str]:
         if not found:
             raise UsageError(f"{path}: the folder holds no .txt files")
         files += found
+    return files
+
+
+def read_text_files(paths: list[str]) -> list[str]:
+    """The text of each file, and of each `*.txt` file under each folder (sorted), one document per file."""
     documents = []
-    for file in files:
+    for file in text_files(paths):
         try:
             documents.append(file.read_text(encoding="utf-8"))
         except UnicodeDecodeError as error:
@@ -121,13 +136,47 @@ def hub_texts(name: str, config: str | None, column: str) -> Texts:
         raise UsageError(f"the dataset {name} has no column {column!r}; choose one of {splits['train'].column_names}"
                          " with --text_column")
     validation = splits["validation"][column] if "validation" in splits else None
-    return Texts(splits["train"][column], validation, f"{name}" + (f" ({config})" if config else ""))
+    return Texts(splits["train"][column], validation, dataset_title(name, config))
+
+
+def dataset_title(name: str, config: str | None) -> str:
+    """A `datasets` dataset's name and configuration, for logs and the model card."""
+    return name + (f" ({config})" if config else "")
+
+
+def streamed_texts(args: DataArguments) -> Texts:
+    """The training documents of --data (one per file) or --dataset_name as a `datasets` stream, and the dataset's
+    validation split, read whole, if it has one; nothing is read before training asks for it, but the first
+    document (to check the column)."""
+    from datasets import load_dataset
+
+    if args.data:
+        files = [str(file) for file in text_files(args.data)]
+        splits = load_dataset("text", data_files={"train": files}, sample_by="document", streaming=True)
+        name, column = ", ".join(Path(file).name for file in args.data), "text"
+    else:
+        splits = load_dataset(args.dataset_name, args.dataset_config, streaming=True)
+        name, column = dataset_title(args.dataset_name, args.dataset_config), args.text_column
+        if "train" not in splits:
+            raise UsageError(f"the dataset {args.dataset_name} has no 'train' split (it has {', '.join(splits)})")
+    first = next(iter(splits["train"]), None)
+    if first is None:
+        raise UsageError(f"the training text of {name} is empty")
+    if column not in first:
+        raise UsageError(f"the dataset {name} has no column {column!r}; choose one of {list(first)} with "
+                         "--text_column")
+    validation = [example[column] for example in splits["validation"]] if "validation" in splits else None
+    train = splits["train"].select_columns([column])
+    return Texts(train.rename_column(column, "text") if column != "text" else train, validation, name)
 
 
 def load_texts(args: DataArguments) -> Texts:
     """Local files if given, else a `datasets` name if given, else the bundled corpus and its validation split; the
-    `--validation_data` files, if given, replace the validation text of any of them."""
-    if args.data:
+    `--validation_data` files, if given, replace the validation text of any of them. With --streaming, the training
+    text is a stream (see `streamed_texts`), which needs a validation text: a stream cannot hold out a fraction."""
+    if args.streaming:
+        texts = streamed_texts(args)
+    elif args.data:
         texts = Texts(read_text_files(args.data), None, ", ".join(Path(file).name for file in args.data))
     elif args.dataset_name:
         texts = hub_texts(args.dataset_name, args.dataset_config, args.text_column)
@@ -135,6 +184,9 @@ def load_texts(args: DataArguments) -> Texts:
         texts = Texts([load_corpus("train")], [load_corpus("validation")], CORPUS_NAME)
     if args.validation_data:
         texts.validation = read_text_files(args.validation_data)
+    if args.streaming and texts.validation is None:
+        raise UsageError(f"--streaming: a stream cannot hold out --validation_fraction of {texts.name}; pass "
+                         "--validation_data FILES")
     return texts
 
 
@@ -148,6 +200,21 @@ def token_stream(documents: list[str], tokenizer: PreTrainedTokenizerBase) -> li
     return stream
 
 
+def streamed_blocks(documents: IterableDataset, tokenizer: PreTrainedTokenizerBase, block_size: int
+                    ) -> Iterator[dict[str, list[int]]]:
+    """The blocks of `block_size` tokens of a stream of `{"text": document}`, read a document at a time: the blocks
+    `packed_blocks` cuts from the `token_stream` of the same documents, in order (the tail, shorter than a block, is
+    never reached before --max_steps ends)."""
+    separator = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    buffer = []
+    for index, example in enumerate(documents):
+        buffer += (separator if index else []) + tokenizer(example["text"], add_special_tokens=False)["input_ids"]
+        complete = len(buffer) - len(buffer) % block_size
+        for start in range(0, complete, block_size):
+            yield {"input_ids": buffer[start: start + block_size]}
+        buffer = buffer[complete:]
+
+
 def tokens_per_byte(documents: list[str], num_tokens: int) -> float:
     """Tokens per UTF-8 byte: turns a loss per token into one per byte, comparable across tokenizers."""
     return num_tokens / sum(len(document.encode("utf-8")) for document in documents)
@@ -157,7 +224,17 @@ def prepare_data(
     texts: Texts, tokenizer: PreTrainedTokenizerBase, block_size: int, validation_fraction: float
 ) -> LanguageModelingData:
     """Tokenizes and packs the texts; without a validation text, the last `validation_fraction` of the token stream
-    (at least one block) is held out."""
+    (at least one block) is held out. A streamed training text (`streamed_texts`) becomes a stream of blocks."""
+    if isinstance(texts.train, IterableDataset):
+        check_block_size(block_size)
+        validation_ids = token_stream(texts.validation, tokenizer)
+        train = IterableDataset.from_generator(
+            streamed_blocks, gen_kwargs=dict(documents=texts.train, tokenizer=tokenizer, block_size=block_size))
+        return LanguageModelingData(
+            train=train.with_format("torch"),
+            validation=packed_blocks(validation_ids, block_size, name="the validation text"),
+            tokens_per_byte=tokens_per_byte(texts.validation, len(validation_ids)), name=texts.name,
+        )
     train_ids = token_stream(texts.train, tokenizer)
     if texts.validation is None:
         held_out = max(block_size, int(validation_fraction * len(train_ids)))
@@ -186,3 +263,16 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, config: PreTrainedConfi
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}: "
             "use the tokenizer the model was trained with, or a model with a larger vocabulary"
         )
+
+
+def check_streamed_steps(args: DataArguments, max_steps: int) -> None:
+    """Refuses to train on a stream for a number of epochs: it has no end to count them by."""
+    if args.streaming and max_steps < 1:
+        raise UsageError("--streaming: a stream has no epochs to count; pass --max_steps")
+
+
+def first_blocks(blocks: Dataset | IterableDataset, count: int) -> torch.Tensor:
+    """The token ids of the first `count` blocks, `(count, block_size)` (fewer if there are fewer)."""
+    if isinstance(blocks, Dataset):
+        return blocks[:count]["input_ids"]
+    return torch.stack([block["input_ids"] for block in blocks.take(count)])

@@ -128,12 +128,35 @@ def load_model(name_or_path: str, **kwargs) -> PreTrainedModel:
     return from_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path, "model", **kwargs)
 
 
-def evaluate_blocks(model: PreTrainedModel, blocks: Dataset, text_tokens_per_byte: float, batch_size: int) -> dict:
-    """The metrics of `model` on packed blocks, through `Trainer.evaluate` (so on a GPU, or several, if present)."""
+# The settings by which TrainingArguments set up accelerate's process group, which every new TrainingArguments resets.
+PROCESS_SETTINGS = ("use_cpu", "ddp_backend", "ddp_timeout")
+
+
+class EvaluatedModel(torch.nn.Module):
+    """A model as one evaluation's Trainer holds it. accelerate marks what a Trainer prepares as prepared for good, and
+    a later Trainer would then train the model itself without DistributedDataParallel (each process alone, silently):
+    the mark goes to this holder instead."""
+
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None):
+        return self.model(input_ids=input_ids, labels=labels)
+
+
+def evaluate_blocks(model: PreTrainedModel, blocks: Dataset, text_tokens_per_byte: float, batch_size: int,
+                    run_args: TrainingArguments | None = None) -> dict:
+    """The metrics of `model` on packed blocks, through `Trainer.evaluate` (so on a GPU, or several, if present).
+    Inside a training run, pass its `run_args`: the evaluation then sets up the same processes (a CPU run of several
+    processes, `use_cpu`, would otherwise go on as independent processes that all see the same batches); the model
+    can be trained by a Trainer afterwards (see `EvaluatedModel`)."""
+    settings = {name: getattr(run_args, name) for name in PROCESS_SETTINGS} if run_args is not None else {}
     with tempfile.TemporaryDirectory() as trainer_dir:
         args = TrainingArguments(output_dir=trainer_dir, per_device_eval_batch_size=batch_size, report_to="none",
-                                 dataloader_pin_memory=torch.cuda.is_available())
-        trainer = Trainer(model=model, args=args, eval_dataset=blocks, **trainer_evaluation(text_tokens_per_byte))
+                                 dataloader_pin_memory=torch.cuda.is_available(), **settings)
+        trainer = Trainer(model=EvaluatedModel(model), args=args, eval_dataset=blocks,
+                          **trainer_evaluation(text_tokens_per_byte))
         # Training and validation blocks are full, so the plain mean per batch is exact (`evaluate_text` corrects
         # eval_loss for its padded last block; the other metrics count tokens). Passing models that accept loss kwargs
         # (GPT-2) a token count instead makes transformers 5.23 count position 0, which is never a target: a loss
@@ -142,12 +165,14 @@ def evaluate_blocks(model: PreTrainedModel, blocks: Dataset, text_tokens_per_byt
         return trainer.evaluate(ignore_keys=IGNORE_KEYS)
 
 
-def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block_size: int, batch_size: int) -> dict:
+def evaluate_text(model: PreTrainedModel, documents: list[str], tokenizer, block_size: int, batch_size: int,
+                  run_args: TrainingArguments | None = None) -> dict:
     """The metrics of `model` on the documents, packed into blocks of `block_size` tokens, the last one possibly
-    shorter (every token but each block's first is a target). `predicted_tokens` counts the targets."""
+    shorter (every token but each block's first is a target). `predicted_tokens` counts the targets. `run_args`: as
+    for `evaluate_blocks`."""
     token_ids = token_stream(documents, tokenizer)
     blocks = packed_blocks(token_ids, block_size, name="the evaluation text", keep_tail=True)
-    metrics = evaluate_blocks(model, blocks, tokens_per_byte(documents, len(token_ids)), batch_size)
+    metrics = evaluate_blocks(model, blocks, tokens_per_byte(documents, len(token_ids)), batch_size, run_args)
     # The Trainer's eval_loss is a mean of batch means, which would weigh the short last block's tokens more.
     metrics["eval_loss"] = math.log(metrics["eval_perplexity"])
     labels = blocks[:]["labels"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from datasets import IterableDataset
 from matplotlib.figure import Figure  # the object API draws without pyplot's global state or a display
 from peft import PeftModel
 from transformers import (
@@ -41,7 +42,15 @@ from fiftynet.hub_cards.help_format import HelpFormatter
 from modeling_fiftynet import FiftyNetConfig, FiftyNetForCausalLM
 from modeling_fiftynet.saving import staged_folder
 
-from .data import DataArguments, LanguageModelingData, Texts, check_vocabulary, load_texts, prepare_data
+from .data import (
+    DataArguments,
+    LanguageModelingData,
+    Texts,
+    check_streamed_steps,
+    check_vocabulary,
+    load_texts,
+    prepare_data,
+)
 from .errors import UsageError, claimed, refuse_non_empty
 from .evaluation import IGNORE_KEYS, load_model, trainer_evaluation
 from .lora import LoraArguments, add_lora
@@ -396,6 +405,11 @@ def sequences_per_step(args: TrainingArguments) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
+def training_blocks(data: LanguageModelingData) -> str:
+    """How many training blocks there are, for the log: a stream's are counted as they are read."""
+    return "streamed" if isinstance(data.train, IterableDataset) else str(len(data.train))
+
+
 def evaluation_text(script: TrainScriptArguments, texts: Texts) -> tuple[str, str]:
     """The name and split of the text the validation metrics are measured on, for the model card."""
     if texts.validation is None:
@@ -437,7 +451,7 @@ def save_outputs(trainer: Trainer, script: TrainScriptArguments, data: LanguageM
             source = f"preset {script.preset or 'tiny'}{overridden}"
         summary = (
             f"`fiftynet train` ({source}): {trainer.state.global_step} steps of "
-            f"{sequences_per_step(trainer.args)} blocks of {data.train[0]['input_ids'].numel()} tokens "
+            f"{sequences_per_step(trainer.args)} blocks of {script.block_size} tokens "
             f"({len(tokenizer)}-token {type(tokenizer).__name__}) "
             f"on {data.name}, on {trainer.args.device}."
         )
@@ -492,6 +506,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
         # The LM loss does not reach the chunk head: frozen, it keeps its drafts (`fiftynet chunk-head` retrains it),
         # and DDP has no parameter without a gradient.
         model.chunk_head.requires_grad_(False)
+    check_streamed_steps(script, training_args.max_steps)
     texts = load_texts(script)
     data = prepare_data(texts, tokenizer, script.block_size, script.validation_fraction)
     if lora_args.lora:
@@ -507,7 +522,7 @@ def run(script: TrainScriptArguments, lora_args: LoraArguments, training_args: T
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     if training_args.should_log:  # once per machine, as the Trainer logs
         print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f}M parameters ({trainable / 1e6:.2f}M "
-              f"trainable); {len(data.train)} training and {len(data.validation)} validation blocks of "
+              f"trainable); {training_blocks(data)} training and {len(data.validation)} validation blocks of "
               f"{script.block_size} tokens from {data.name}")
 
     if clear_output_dir and training_args.should_save:
