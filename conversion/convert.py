@@ -20,6 +20,7 @@ Every TrainingArguments flag applies to the end-to-end stage; several GPUs:
 `accelerate launch -m fiftynet.conversion.convert`.
 """
 
+import gc
 import json
 import math
 import shutil
@@ -68,7 +69,7 @@ from modeling_fiftynet.saving import staged_folder
 
 from .compress import compressed_copy
 from .distill import DistillationTrainer, LayerwiseDistillation
-from .transplant import FILTER_FITS, SPECTRAL_MIXERS, TEACHER_FAMILIES, spectral_init, transplant
+from .transplant import FILTER_FITS, SPECTRAL_MIXERS, TEACHER_FAMILIES, check_replaceable, spectral_init, transplant
 
 
 TEACHER_DTYPES = ("float32", "bfloat16", "float16")
@@ -202,7 +203,7 @@ def memory_estimate(config: PretrainedConfig, args: ConvertArguments, training_a
     """Bytes per process of the end-to-end stage, the largest, by part, counted on the teacher's config before any
     weight is loaded: the frozen teacher in `--teacher_dtype`; the student (transplanted on the meta device, so with
     its own mixers' parameters) in float32, with gradients and AdamW's two moments for what trains (with `--lora`,
-    the new mixers only: LoRA's own adapters are left out); its activations (`train.activation_bytes`, a lower
+    the new mixers only, held twice, and LoRA's own small adapters left out); its activations (`train.activation_bytes`, a lower
     bound); the logits of the student, their gradient and the teacher's, in float32, which a vocabulary of 100k
     tokens or more makes the largest part. A teacher the transplant cannot express is refused here, by name."""
     num_layers = config.num_hidden_layers
@@ -212,15 +213,17 @@ def memory_estimate(config: PretrainedConfig, args: ConvertArguments, training_a
         teacher = AutoModelForCausalLM.from_config(config)
         try:
             student = transplant(teacher, ["attention"] * count + [args.mixer] * (num_layers - count))
+            check_replaceable(teacher, num_layers - 1, config.hidden_size)
         except ValueError as error:
             raise UsageError(f"--teacher {args.teacher}: {error}") from None
     mixers = sum(parameter.numel() for layer in student.model.layers[count:] for parameter in layer.mixer.parameters())
-    trained = mixers if args.lora else student.num_parameters()
+    # LoRA's modules_to_save trains a copy of each new mixer beside the frozen original.
+    weights, trained = (student.num_parameters() + mixers, mixers) if args.lora else (student.num_parameters(),) * 2
     tokens = training_args.per_device_train_batch_size * block_size
     return {
         f"teacher ({args.teacher_dtype})": teacher.num_parameters() * getattr(torch, args.teacher_dtype).itemsize,
         "student (float32, with gradients and AdamW states" + (" of the new mixers)" if args.lora else ")"):
-            student.num_parameters() * 4 + trained * 12,
+            weights * 4 + trained * 12,
         "activations": train.activation_bytes(config.hidden_size, num_layers, block_size, training_args),
         "logits": tokens * config.vocab_size * 4 * 3,
     }
@@ -263,6 +266,10 @@ def kept_layers(args: ConvertArguments, num_layers: int) -> list[int] | None:
     outside = sorted(set(layers) - set(range(num_layers)))
     if outside:
         raise UsageError(f"--keep_attention {outside}: the teacher has layers 0 to {num_layers - 1}")
+    if len(set(layers)) < len(layers):
+        raise UsageError(f"--keep_attention {' '.join(args.keep_attention)} names a layer twice")
+    if len(layers) == num_layers:
+        raise UsageError(f"--keep_attention keeps all {num_layers} layers: nothing would be converted")
     return layers
 
 
@@ -364,7 +371,7 @@ def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalL
                            data: LanguageModelingData, args: ConvertArguments,
                            training_args: TrainingArguments) -> dict:
     """Stage 3 through the Trainer, one run per group of `--layerwise_group_size` layers (one run of all by default);
-    returns the steps of all groups together and the mean of each group's final loss."""
+    returns the steps of all groups together and the final loss, a mean over the layers."""
     # No activation checkpointing: only the mixers train, on the teacher's inputs to them, so little is kept for the
     # backward pass (and the wrapper is no PreTrainedModel, which the Trainer would ask to checkpoint itself).
     no_checkpointing = {name: False for name in ("activation_checkpointing", "gradient_checkpointing")
@@ -374,16 +381,19 @@ def layerwise_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalL
         learning_rate=args.layerwise_learning_rate, save_strategy="no", eval_strategy="no", **no_checkpointing,
     )
     size = args.layerwise_group_size or len(layers)
-    steps, final_losses = 0, []
-    for group in (layers[start: start + size] for start in range(0, len(layers), size)):
+    groups = [layers[start: start + size] for start in range(0, len(layers), size)]
+    steps, final_loss = 0, 0.0
+    for group in groups:
         trainer = Trainer(model=LayerwiseDistillation(teacher, student, group), args=stage_args,
                           train_dataset=data.train, data_collator=collate_blocks)
         result = trainer.train()
         steps += result.global_step
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-        final_losses.append(losses[-1] if losses else result.training_loss)
+        final_loss += (losses[-1] if losses else result.training_loss) * len(group) / len(layers)  # mean over layers
+        del trainer, result
+        gc.collect()  # the finished group's optimizer states go before the next group's are made
     student.requires_grad_(True)
-    return {"steps": steps, "final_loss": sum(final_losses) / len(final_losses), "groups": len(final_losses)}
+    return {"steps": steps, "final_loss": final_loss, "groups": len(groups)}
 
 
 def end_to_end_distillation(teacher: PreTrainedModel, student: FiftyNetForCausalLM, layers: list[int],

@@ -123,7 +123,8 @@ def train_teacher(args: TeacherArguments, training_args: TrainingArguments) -> d
     """Trains, evaluates and saves the teacher with its report; returns the report."""
     check_choices(args.size, args.arch)  # before minutes of tokenizer training
     if args.streaming:
-        raise UsageError("--streaming: the teacher's tokenizer is trained on the whole training text; pass --data")
+        raise UsageError("--streaming: the teacher's tokenizer is trained on the whole training text; drop "
+                         "--streaming")
     if not args.overwrite_output_dir:
         refuse_non_empty(training_args.output_dir, "--output_dir")
     set_seed(training_args.seed)

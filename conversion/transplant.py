@@ -299,6 +299,17 @@ def _copy_bias(target: nn.Linear, rows: slice, source: torch.Tensor | None) -> N
 FILTER_FITS = ("outputs", "profile")
 
 
+def check_replaceable(teacher: PreTrainedModel, layer: int, hidden_size: int) -> None:
+    """A `ValueError` naming the layer if a spectral mixer cannot start from its attention: the heads hold another
+    number of channels than the residual stream (Qwen3-0.6B: 16 heads of 128 for 1,024), which a spectral mixer's
+    values have."""
+    channels = teacher_family(teacher).projections(teacher, layer).value_weight.shape[0]
+    if channels != hidden_size:
+        raise ValueError(f"layer {layer}: the teacher's {teacher.config.num_attention_heads} attention heads hold "
+                         f"{channels} channels, not hidden_size={hidden_size}, which a spectral mixer's values have; "
+                         "keep its attention")
+
+
 @torch.no_grad()
 def spectral_init(student: FiftyNetForCausalLM, teacher: PreTrainedModel, calibration_ids: torch.Tensor,
                   layers: list[int], fit: str = "outputs") -> list[float]:
@@ -319,12 +330,8 @@ def spectral_init(student: FiftyNetForCausalLM, teacher: PreTrainedModel, calibr
         targets = attention_values_and_outputs(teacher, calibration_ids, layers)
     errors = []
     for layer, target in zip(layers, targets):
+        check_replaceable(teacher, layer, width)
         projections, mixer = family.projections(teacher, layer), student.model.layers[layer].mixer
-        if projections.value_weight.shape[0] != width:
-            raise ValueError(
-                f"layer {layer}: the teacher's {heads} attention heads hold {projections.value_weight.shape[0]} "
-                f"channels, not hidden_size={width}, which a spectral mixer's values have; keep its attention"
-            )
         everything = slice(None)
         if isinstance(mixer, FiftyNetSpectralConvMixer):
             # Query and key gates start at a constant 1 (zero weights, unit bias): out_proj(1 * h * (1 * v)).

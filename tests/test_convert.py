@@ -180,6 +180,20 @@ def test_layerwise_distillation_trains_only_the_new_mixers_and_lowers_their_loss
     assert not any(hook for block in teacher.transformer.h for hook in block.attn._forward_hooks.values())
 
 
+def test_the_layerwise_loss_is_a_mean_over_blocks_whatever_the_batch_split():
+    """Each block is measured against its own target's energy, so the loss of a batch is the mean of its blocks'
+    losses: two processes or accumulation steps splitting a batch average to the loss of the whole."""
+    teacher = tiny_gpt2(initializer_range=0.3)
+    student = transplant_gpt2(teacher, ["spectral_conv", "attention", "spectral_conv"])
+    spectral_init(student, teacher, torch.randint(0, 300, (4, 48), generator=torch.Generator().manual_seed(4)), [0, 2])
+    distillation = LayerwiseDistillation(teacher, student, [0, 2])
+    quiet, loud = torch.full((1, 48), 5), torch.randint(0, 300, (1, 48), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        losses = [distillation(ids)["loss"] for ids in (quiet, loud)]
+        torch.testing.assert_close(distillation(torch.cat([quiet, loud]))["loss"], (losses[0] + losses[1]) / 2)
+    assert abs(losses[0] - losses[1]) > 0.1 * losses[1]  # blocks whose losses differ: a test that can fail
+
+
 def test_distillation_loss_is_zero_when_the_student_is_the_teacher(tmp_path):
     teacher = tiny_gpt2()
     student = transplant_gpt2(teacher, ["attention"] * 3)
@@ -332,6 +346,10 @@ def test_bad_conversion_input(teacher_folder, validation_file, tmp_path, capsys)
     assert "--mixer 'attention' is not one of" in fails_with([*base, "--mixer", "attention"], capsys)
     assert "exceeds the teacher's context of 64 tokens" in fails_with([*base, "--block_size", "128"], capsys)
     assert "give layer indices, or `auto` alone" in fails_with([*base, "--keep_attention", "1", "auto"], capsys)
+    assert "--keep_attention 1 2 1 names a layer twice" in fails_with([*base, "--keep_attention", "1", "2", "1"],
+                                                                       capsys)
+    assert "--keep_attention keeps all 4 layers: nothing would be converted" in fails_with(
+        [*base, "--keep_attention", "0", "1", "2", "3"], capsys)
     assert "--auto_keep 4: the teacher has 4 layers; keep 1 to 3" in fails_with(
         [*base, "--keep_attention", "auto", "--auto_keep", "4"], capsys)
     assert "--auto_keep counts the layers --keep_attention auto chooses" in fails_with(

@@ -218,31 +218,41 @@ def test_a_layerwise_group_runs_the_teacher_only_up_to_its_last_layer():
 
 def test_convert_distils_one_group_of_layers_at_a_time(tmp_path, capsys, monkeypatch):
     (teacher_dir, validation), out = llama_teacher(tmp_path), tmp_path / "converted"
-    passes = []
+    passes, losses = [], {}
 
     class Recorded(LayerwiseDistillation):
         def forward(self, input_ids, labels=None):
             trainable = {name.split(".mixer.")[0] for name, parameter in self.named_parameters()
                          if parameter.requires_grad}
             passes.append((self.layers, trainable))
-            return super().forward(input_ids, labels)
+            output = super().forward(input_ids, labels)
+            losses[tuple(self.layers)] = output["loss"].item()  # the group's last step's, in the end
+            return output
 
     monkeypatch.setattr(convert, "LayerwiseDistillation", Recorded)
-    cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--keep_attention", "1",
-              "--layerwise_group_size", "1", *STEPS, str(validation), "--data", str(validation)])
-    assert passes == [([0], {"student.model.layers.0"})] * 3 + [([2], {"student.model.layers.2"})] * 3
+    cli.main(["convert", "--teacher", str(teacher_dir), "--out", str(out), "--layerwise_group_size", "2",
+              "--logging_steps", "1", *STEPS, str(validation), "--data", str(validation)])
+    assert passes == [([0, 1], {"student.model.layers.0", "student.model.layers.1"})] * 3 + [
+        ([2], {"student.model.layers.2"})] * 3
     layerwise = json.loads((out / "report.json").read_text())["stages"][2]
     assert layerwise["groups"] == 2 and layerwise["tokens"] == 2 * 3 * 2 * 64  # each group: 3 steps of 2 blocks
+    # The stage's final loss is a mean over layers, as the loss of one group of all of them would be.
+    assert layerwise["final_loss"] == pytest.approx((2 * losses[0, 1] + losses[2,]) / 3, rel=1e-4)
     assert "--layerwise_group_size must be at least 1 layer, got 0" in fails_with(
         ["convert", "--teacher", str(teacher_dir), "--out", str(tmp_path / "other"), "--layerwise_group_size", "0"],
         capsys)
 
 
-def test_a_spectral_mixer_cannot_replace_heads_wider_than_the_residual_stream():
+def test_a_spectral_mixer_cannot_replace_heads_wider_than_the_residual_stream(tmp_path, capsys):
     teacher = teacher_from(Qwen3Config, **{**TINY, "head_dim": 32})  # 4 heads of 32 channels, hidden_size 64
     student = transplant(teacher, ["spectral_conv", "attention"])
     with pytest.raises(ValueError, match="the teacher's 4 attention heads hold 128 channels, not hidden_size=64"):
         spectral_init(student, teacher, torch.randint(3, 300, (1, 16)), [0])
+    teacher.config.save_pretrained(tmp_path / "teacher")  # refused before the (absent) weights are loaded
+    said = fails_with(["convert", "--teacher", str(tmp_path / "teacher"), "--out", str(tmp_path / "out"),
+                       "--keep_attention", "auto"], capsys)
+    assert said.endswith("layer 1: the teacher's 4 attention heads hold 128 channels, not hidden_size=64, which a "
+                         "spectral mixer's values have; keep its attention")
 
 
 def llama_teacher(folder: Path) -> tuple[Path, Path]:
@@ -310,7 +320,7 @@ def test_a_conversion_that_cannot_fit_is_refused_before_the_teacher_is_loaded(tm
     mixer = sum(parameter.numel() for parameter in hybrid.model.layers[1].mixer.parameters())
     lora_parts = convert.memory_estimate(config, args, training_args, block_size=256)
     assert lora_parts["student (float32, with gradients and AdamW states of the new mixers)"] == (
-        hybrid.num_parameters() * 4 + mixer * 12)
+        (hybrid.num_parameters() + mixer) * 4 + mixer * 12)  # PEFT trains a copy of the mixer beside it
     monkeypatch.setattr(convert, "device_memory", lambda device: sum(parts.values()) - 1)
     error = fails_with(["convert", "--teacher", str(teacher_dir), "--out", str(tmp_path / "out"), "--block_size",
                         "256", "--per_device_train_batch_size", "4"], capsys)

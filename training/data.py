@@ -4,7 +4,8 @@ The text comes from local files or folders, a `datasets` name, or the bundled co
 tokenizer's end-of-sequence token into one stream, which is cut into blocks of `block_size` tokens: training blocks
 have no padding, every token of a block is a target; an evaluated text keeps its tail as a padded last block. With
 `--streaming` the training text is read through `datasets`' streaming and packed the same way as the Trainer asks
-for blocks, in the stream's order: a dataset larger than memory or disk trains, on one process or several.
+for blocks, in the stream's order, a document at a time: a `datasets` dataset larger than memory or disk
+trains, on one process or several.
 """
 
 from collections.abc import Iterator
@@ -145,9 +146,10 @@ def dataset_title(name: str, config: str | None) -> str:
 
 
 def streamed_texts(args: DataArguments) -> Texts:
-    """The training documents of --data (one per file) or --dataset_name as a `datasets` stream, and the dataset's
-    validation split, read whole, if it has one; nothing is read before training asks for it, but the first
-    document (to check the column)."""
+    """The training documents of --data (one per file, each read whole when its turn comes) or --dataset_name as a
+    `datasets` stream, and, unless --validation_data replaces it, the dataset's validation split, read whole, if it
+    has one; of the training text, nothing is read before training asks for it but the first document (to check
+    the column)."""
     from datasets import load_dataset
 
     if args.data:
@@ -165,7 +167,11 @@ def streamed_texts(args: DataArguments) -> Texts:
     if column not in first:
         raise UsageError(f"the dataset {name} has no column {column!r}; choose one of {list(first)} with "
                          "--text_column")
-    validation = [example[column] for example in splits["validation"]] if "validation" in splits else None
+    validation = None
+    if "validation" in splits and not args.validation_data:
+        validation = [example.get(column) for example in splits["validation"]]
+        if None in validation:
+            raise UsageError(f"the validation split of {name} has no column {column!r} in every row")
     train = splits["train"].select_columns([column])
     return Texts(train.rename_column(column, "text") if column != "text" else train, validation, name)
 
@@ -203,8 +209,8 @@ def token_stream(documents: list[str], tokenizer: PreTrainedTokenizerBase) -> li
 def streamed_blocks(documents: IterableDataset, tokenizer: PreTrainedTokenizerBase, block_size: int
                     ) -> Iterator[dict[str, list[int]]]:
     """The blocks of `block_size` tokens of a stream of `{"text": document}`, read a document at a time: the blocks
-    `packed_blocks` cuts from the `token_stream` of the same documents, in order (the tail, shorter than a block, is
-    never reached before --max_steps ends)."""
+    `packed_blocks` cuts from the `token_stream` of the same documents, in order, the tail shorter than a block left
+    out (a stream that ends before --max_steps is read again from its start, as an epoch would be)."""
     separator = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     buffer = []
     for index, example in enumerate(documents):
@@ -229,9 +235,13 @@ def prepare_data(
         check_block_size(block_size)
         validation_ids = token_stream(texts.validation, tokenizer)
         train = IterableDataset.from_generator(
-            streamed_blocks, gen_kwargs=dict(documents=texts.train, tokenizer=tokenizer, block_size=block_size))
+            streamed_blocks, gen_kwargs=dict(documents=texts.train, tokenizer=tokenizer, block_size=block_size)
+        ).with_format("torch")
+        if len(first_blocks(train, 1)) == 0:
+            raise UsageError(f"the training text of {texts.name} has fewer tokens than one block of {block_size}; use "
+                             "a smaller --block_size")
         return LanguageModelingData(
-            train=train.with_format("torch"),
+            train=train,
             validation=packed_blocks(validation_ids, block_size, name="the validation text"),
             tokens_per_byte=tokens_per_byte(texts.validation, len(validation_ids)), name=texts.name,
         )
@@ -275,4 +285,5 @@ def first_blocks(blocks: Dataset | IterableDataset, count: int) -> torch.Tensor:
     """The token ids of the first `count` blocks, `(count, block_size)` (fewer if there are fewer)."""
     if isinstance(blocks, Dataset):
         return blocks[:count]["input_ids"]
-    return torch.stack([block["input_ids"] for block in blocks.take(count)])
+    taken = [block["input_ids"] for block in blocks.take(count)]
+    return torch.stack(taken) if taken else torch.empty(0, 0, dtype=torch.long)
