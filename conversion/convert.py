@@ -203,9 +203,10 @@ def memory_estimate(config: PretrainedConfig, args: ConvertArguments, training_a
     """Bytes per process of the end-to-end stage, the largest, by part, counted on the teacher's config before any
     weight is loaded: the frozen teacher in `--teacher_dtype`; the student (transplanted on the meta device, so with
     its own mixers' parameters) in float32, with gradients and AdamW's two moments for what trains (with `--lora`,
-    the new mixers only, held twice, and LoRA's own small adapters left out); its activations (`train.activation_bytes`, a lower
-    bound); the logits of the student, their gradient and the teacher's, in float32, which a vocabulary of 100k
-    tokens or more makes the largest part. A teacher the transplant cannot express is refused here, by name."""
+    the new mixers only, held twice, and LoRA's own small adapters left out); its activations
+    (`train.activation_bytes`, a lower bound); the logits of the student, their gradient and the teacher's, in
+    float32, which a vocabulary of 100k tokens or more makes the largest part. A teacher the transplant cannot
+    express, or whose heads a spectral mixer cannot replace, is refused here, by name."""
     num_layers = config.num_hidden_layers
     kept = kept_layers(args, num_layers)
     count = len(kept) if kept is not None else auto_keep_count(args, num_layers)  # every layer has the same shapes

@@ -66,7 +66,7 @@ def test_a_datasets_folder_streams_its_column_and_validation_split(tmp_path):
     assert torch.equal(torch.stack([block["input_ids"] for block in data.train]), expected)
     validation = token_stream(corpus[6_000:8_000].split("\n\n"), tokenizer)
     assert torch.equal(data.validation[:]["input_ids"], packed_blocks(validation, 64)[:]["input_ids"])
-    with pytest.raises(UsageError, match="has no column 'text'; choose one of \\['id', 'content'\\] with --text_column"):
+    with pytest.raises(UsageError, match="no column 'text'; choose one of \\['id', 'content'\\] with --text_column"):
         load_texts(DataArguments(dataset_name=str(tmp_path), streaming=True))
 
 
