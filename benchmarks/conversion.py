@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learning-rate", type=float, help="of the end-to-end stage (default: fiftynet convert's)")
     parser.add_argument("--layerwise-learning-rate", type=float,
                         help="of the layer-wise stage (default: fiftynet convert's)")
+    parser.add_argument("--lm-weight", type=float,
+                        help="of the language-modelling loss beside the KL, end to end (default: fiftynet convert's)")
     parser.add_argument("--keep", type=int, help="attention layers the hybrid keeps (default: a quarter, at least 1)")
     parser.add_argument("--mixers", nargs="+", default=["spectral_conv"], choices=SPECTRAL_MIXERS)
     parser.add_argument("--filter-fits", nargs="+", default=["outputs"], choices=FILTER_FITS)
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
             "--save_strategy", "no", "--report_to", "none", *(["--bf16"] if args.bf16 else []),
             *(["--learning_rate", str(args.learning_rate)] if args.learning_rate else []),
             *(["--layerwise_learning_rate", str(args.layerwise_learning_rate)] if args.layerwise_learning_rate else []),
+            *(["--lm_weight", str(args.lm_weight)] if args.lm_weight is not None else []),
             *data, *(["--eval_text", *args.eval_text] if args.eval_text else []), *options,
         ])
 
@@ -235,6 +238,8 @@ def main(argv: list[str] | None = None) -> dict:
         "layerwise_learning_rate": (args.layerwise_learning_rate
                                     or convert.ConvertArguments.__dataclass_fields__["layerwise_learning_rate"].default),
         "learning_rate": args.learning_rate or convert.TRAINING_DEFAULTS["learning_rate"],
+        "lm_weight": (args.lm_weight if args.lm_weight is not None
+                      else convert.ConvertArguments.__dataclass_fields__["lm_weight"].default),
         "end_to_end_steps": end_to_end_steps,
         "batch_size": args.batch_size,
         "block_size": block_size,

@@ -252,14 +252,16 @@ def test_the_teachers_report_records_its_data_and_each_evaluation_once(tmp_path,
         assert config.num_key_value_heads * 2 == config.num_attention_heads and config.tie_word_embeddings
 
 
-def test_learning_rates_reach_every_conversion_and_the_report(tmp_path, conversions):
+def test_learning_rates_and_the_lm_weight_reach_every_conversion_and_the_report(tmp_path, conversions):
     teacher_dir = fake_teacher(tmp_path / "teacher", data_arguments=CORPUS_DATA)
     report = benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "out"),
-                             "--learning-rate", "0.002", "--layerwise-learning-rate", "0.004"])
+                             "--learning-rate", "0.002", "--layerwise-learning-rate", "0.004", "--lm-weight", "0"])
     for call in conversions.calls:
         options = dict(zip(call, call[1:]))
-        assert (options["--learning_rate"], options["--layerwise_learning_rate"]) == ("0.002", "0.004")
-    assert (report["learning_rate"], report["layerwise_learning_rate"]) == (0.002, 0.004)
+        assert (options["--learning_rate"], options["--layerwise_learning_rate"], options["--lm_weight"]) == (
+            "0.002", "0.004", "0.0")
+    assert (report["learning_rate"], report["layerwise_learning_rate"], report["lm_weight"]) == (0.002, 0.004, 0.0)
     report = benchmark.main(["--teacher", str(teacher_dir), "--output-dir", str(tmp_path / "again")])
-    assert "--learning_rate" not in conversions.calls[-1]
-    assert (report["learning_rate"], report["layerwise_learning_rate"]) == (5e-4, 1e-3)  # fiftynet convert's
+    assert "--learning_rate" not in conversions.calls[-1] and "--lm_weight" not in conversions.calls[-1]
+    # fiftynet convert's defaults
+    assert (report["learning_rate"], report["layerwise_learning_rate"], report["lm_weight"]) == (5e-4, 1e-3, 1.0)
